@@ -1,0 +1,79 @@
+//! The top of the command tree: global options and the command groups.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+use crate::output::Format;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  ok
+  1  internal or I/O error (including a database busy for longer than the timeout)
+  2  usage error
+  3  not found
+  4  conflict: insufficient stock, invalid transition, duplicate, idempotency mismatch, verify drift
+  5  invalid input: validation, bad CSV row
+
+Environment:
+  OMS_DB   database file (default ./oms.db)
+  OMS_LOG  log filter for stderr, e.g. debug";
+
+/// oms — order management on a SQLite file: products, customers, orders with
+/// stock reservations and a strict status machine, CSV in and out.
+#[derive(Debug, Parser)]
+#[command(name = "oms", version, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Database file; created and migrated on first use.
+    #[arg(long, global = true, env = "OMS_DB", default_value = "oms.db")]
+    pub db: PathBuf,
+
+    /// Output format [default: table; jsonl for `changes`].
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<Format>,
+
+    /// Print only ids, one per line.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and migrate the database; optionally load the demo data.
+    Init(commands::init::InitArgs),
+    /// Manage user accounts (admins and customer logins).
+    #[command(subcommand)]
+    User(commands::user::UserCommand),
+    /// Manage customers.
+    #[command(subcommand)]
+    Customer(commands::customer::CustomerCommand),
+    /// Manage products and their stock.
+    #[command(subcommand)]
+    Product(commands::product::ProductCommand),
+    /// Place, list, change and export orders.
+    #[command(subcommand)]
+    Order(commands::order::OrderCommand),
+    /// Read the change log (JSON lines unless --format says otherwise).
+    Changes(commands::changes::ChangesArgs),
+    /// Check invariants, the stock ledger and database integrity (exit 4 on drift).
+    Verify,
+    /// Write a consistent copy of the database, safe while others write.
+    Backup(commands::backup::BackupArgs),
+    /// Print shell completions.
+    Completions(commands::completions::CompletionsArgs),
+}

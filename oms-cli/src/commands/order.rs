@@ -1,0 +1,252 @@
+//! `oms order`: placement, listing, status changes, edits, CSV import and
+//! export, expiry.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use oms_core::{
+    CustomerRef, ItemRequest, NewOrder, OrderFilter, OrderId, Status, Timestamp, csvio,
+};
+
+use super::Ctx;
+use crate::error::{CliError, Result};
+use crate::output::note;
+
+#[derive(Debug, Subcommand)]
+pub enum OrderCommand {
+    /// Place an order: reserves every line or nothing (exit 4 lists every failing line).
+    Place(PlaceArgs),
+    /// List orders by id, filtered.
+    List(ListArgs),
+    /// Show one order with its items.
+    Show {
+        /// Order id.
+        id: OrderId,
+    },
+    /// Replace the items of a PENDING order, reserving only the difference.
+    Edit(EditArgs),
+    /// Move an order to paid, fulfilled or cancelled (retrying the same status is a no-op).
+    Status(StatusArgs),
+    /// Mark an order PAID.
+    Pay(IdArgs),
+    /// Ship a PAID order (FULFILLED): its units leave stock.
+    Fulfill(IdArgs),
+    /// Cancel a PENDING or PAID order, releasing its stock.
+    Cancel(IdArgs),
+    /// Remove a PENDING (stock released) or CANCELLED order.
+    Remove {
+        /// Order id.
+        id: OrderId,
+    },
+    /// Write orders as CSV to stdout, one row per item (or per order with --by-order).
+    Export(ExportArgs),
+    /// Place orders from CSV; order_ref is the idempotency key, so re-running is safe.
+    Import(super::ImportArgs),
+    /// Cancel PENDING orders older than a limit, releasing their stock.
+    Expire(ExpireArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlaceArgs {
+    /// Customer id or e-mail.
+    #[arg(long)]
+    pub customer: String,
+    /// A line as SKU:QTY (repeat for more lines; the same SKU twice is summed).
+    #[arg(long = "item", required = true, value_name = "SKU:QTY")]
+    pub items: Vec<String>,
+    /// Payment already collected: place it directly as PAID.
+    #[arg(long)]
+    pub paid: bool,
+    /// Retry-safe placement: the same key and contents return the original order.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+/// Filters shared by `list` and `export`.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// pending, paid, fulfilled or cancelled.
+    #[arg(long)]
+    pub status: Option<Status>,
+    /// Customer id or e-mail.
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// Created at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub since: Option<Timestamp>,
+    /// Created before this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub until: Option<Timestamp>,
+    /// Text in the customer's name or e-mail, a SKU or product name, the order ref or tracking code.
+    #[arg(long)]
+    pub search: Option<String>,
+    /// Only orders with an id greater than this (pagination cursor).
+    #[arg(long)]
+    pub after: Option<OrderId>,
+}
+
+impl FilterArgs {
+    fn filter(&self, limit: Option<u64>) -> Result<OrderFilter> {
+        Ok(OrderFilter {
+            status: self.status,
+            customer: self
+                .customer
+                .as_deref()
+                .map(CustomerRef::parse)
+                .transpose()?,
+            since: self.since,
+            until: self.until,
+            search: self.search.clone(),
+            limit,
+            after: self.after,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// At most this many orders (0 for all).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// At most this many orders.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// One row per order with an `items` column SKU*QTY;SKU*QTY.
+    #[arg(long)]
+    pub by_order: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// Order id.
+    pub id: OrderId,
+    /// The new lines as SKU:QTY (they replace all current lines).
+    #[arg(long = "item", required = true, value_name = "SKU:QTY")]
+    pub items: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Order id.
+    pub id: OrderId,
+    /// paid, fulfilled or cancelled.
+    pub status: Status,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// Order id.
+    pub id: OrderId,
+}
+
+#[derive(Debug, Args)]
+pub struct ExpireArgs {
+    /// Age limit, e.g. 30m, 24h, 7d.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub older_than: Duration,
+    /// List what would be cancelled, changing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn items(raw: &[String]) -> Result<Vec<ItemRequest>> {
+    Ok(raw
+        .iter()
+        .map(|i| ItemRequest::parse(i))
+        .collect::<oms_core::Result<_>>()?)
+}
+
+pub fn run(ctx: &Ctx, cmd: OrderCommand) -> Result {
+    match cmd {
+        OrderCommand::Place(args) => {
+            let new = NewOrder {
+                customer: CustomerRef::parse(&args.customer)?,
+                items: items(&args.items)?,
+                paid: args.paid,
+                idempotency_key: args.idempotency_key,
+            };
+            let mut store = ctx.store()?;
+            let outcome = store.write(&ctx.actor, |tx| tx.place_order(&new))?;
+            if outcome.replayed {
+                note(&format!(
+                    "idempotency key already used: this is order {}, nothing was written",
+                    outcome.order.id
+                ));
+            }
+            ctx.out().one(&outcome.order)
+        }
+        OrderCommand::List(args) => {
+            let limit = (args.limit > 0).then_some(args.limit);
+            let orders = ctx.store()?.orders(&args.filter.filter(limit)?)?;
+            ctx.out().list(&orders)
+        }
+        OrderCommand::Show { id } => ctx.out().one(&ctx.store()?.order(id)?),
+        OrderCommand::Edit(args) => {
+            let lines = items(&args.items)?;
+            let mut store = ctx.store()?;
+            let order = store.write(&ctx.actor, |tx| tx.edit_order(args.id, &lines, None))?;
+            ctx.out().one(&order)
+        }
+        OrderCommand::Status(args) => set_status(ctx, args.id, args.status),
+        OrderCommand::Pay(args) => set_status(ctx, args.id, Status::Paid),
+        OrderCommand::Fulfill(args) => set_status(ctx, args.id, Status::Fulfilled),
+        OrderCommand::Cancel(args) => set_status(ctx, args.id, Status::Cancelled),
+        OrderCommand::Remove { id } => {
+            let mut store = ctx.store()?;
+            let order = store.write(&ctx.actor, |tx| tx.remove_order(id))?;
+            ctx.out().one(&order)
+        }
+        OrderCommand::Export(args) => {
+            let filter = args.filter.filter(args.limit)?;
+            super::export(ctx, |store, out| {
+                csvio::export_orders(store, &filter, args.by_order, out)
+            })
+        }
+        OrderCommand::Import(args) => {
+            super::import(ctx, &args, "order", |tx, r| csvio::import_orders(tx, r))
+        }
+        OrderCommand::Expire(args) => {
+            let cutoff = Timestamp::now().minus(args.older_than);
+            let mut store = ctx.store()?;
+            let expire = |tx: &oms_core::WriteTx<'_>| tx.expire_pending(cutoff);
+            let outcome = if args.dry_run {
+                store.dry_run(&ctx.actor, expire)?
+            } else {
+                store.write(&ctx.actor, expire)?
+            };
+            let verb = if args.dry_run {
+                "would cancel"
+            } else {
+                "cancelled"
+            };
+            note(&format!(
+                "{verb} {} pending order(s) older than {}",
+                outcome.cancelled.len(),
+                humantime::format_duration(args.older_than)
+            ));
+            for id in &outcome.cancelled {
+                println!("{id}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn set_status(ctx: &Ctx, id: OrderId, to: Status) -> Result {
+    if to == Status::Pending {
+        return Err(CliError::Usage(
+            "an order cannot be moved to pending; use paid, fulfilled or cancelled".into(),
+        ));
+    }
+    let mut store = ctx.store()?;
+    let order = store.write(&ctx.actor, |tx| tx.set_status(id, to, None))?;
+    ctx.out().one(&order)
+}

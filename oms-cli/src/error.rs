@@ -1,0 +1,74 @@
+//! The CLI's error type and the one place that maps errors to exit codes.
+
+use oms_core::ErrorKind;
+
+/// Exit codes, as documented in the README and `oms --help`.
+pub mod exit {
+    pub const INTERNAL: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const NOT_FOUND: u8 = 3;
+    pub const CONFLICT: u8 = 4;
+    pub const INVALID: u8 = 5;
+}
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// An error from the core (database, validation, stock, ...).
+    #[error(transparent)]
+    Core(#[from] oms_core::Error),
+    /// Reading input or writing output.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Arguments that parse but make no sense together.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl CliError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> CliError {
+        CliError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A closed stdout (`oms order export | head`) is not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        let io = match self {
+            CliError::Io { source, .. } => Some(source),
+            CliError::Core(oms_core::Error::Io { source, .. }) => Some(source),
+            _ => None,
+        };
+        io.is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
+    /// The exit code: 1 internal/I-O, 2 usage, 3 not found, 4 conflict,
+    /// 5 invalid input.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Core(e) => match e.kind() {
+                ErrorKind::NotFound => exit::NOT_FOUND,
+                ErrorKind::Conflict | ErrorKind::Stale => exit::CONFLICT,
+                ErrorKind::Invalid => exit::INVALID,
+                ErrorKind::Busy | ErrorKind::Internal => exit::INTERNAL,
+            },
+            CliError::Io { .. } => exit::INTERNAL,
+            CliError::Usage(_) => exit::USAGE,
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> CliError {
+        CliError::io("writing output", e)
+    }
+}
+
+/// Shorthand for command results.
+pub type Result<T = ()> = std::result::Result<T, CliError>;

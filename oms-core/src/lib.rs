@@ -1,0 +1,30 @@
+//! `oms-core`: the data and the rules of oms.
+//!
+//! Everything that touches the database lives here: the schema and its
+//! migrations, every SQL statement, inventory reservations, the order status
+//! machine, the change log, the stock ledger and the CSV readers/writers. The
+//! command line (`oms-cli`) and the HTTP daemon call the typed functions of
+//! [`Store`] and [`WriteTx`]; no rusqlite type appears in this crate's public
+//! API.
+
+pub mod csvio;
+mod error;
+mod ids;
+mod model;
+mod money;
+pub mod password;
+pub mod status;
+mod store;
+mod timestamp;
+
+pub use error::{Error, ErrorKind, LineFailure, Result};
+pub use ids::{CustomerId, OrderId, ProductId, Seq, UserId};
+pub use model::*;
+pub use money::{Currency, Money};
+pub use status::Status;
+pub use store::{
+    Actor, DriftReport, ExpireOutcome, ImportSummary, Options, PlaceOutcome, SCHEMA_VERSION, Store,
+    WriteTx,
+};
+pub use store::{CustomerQuery, ProductQuery, Upserted};
+pub use timestamp::Timestamp;

@@ -1,0 +1,243 @@
+//! Customers. E-mail addresses are unique without regard to ASCII case.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::json;
+
+use super::{Store, WriteTx, like_pattern};
+use crate::{
+    Customer, CustomerId, CustomerPatch, CustomerRef, Error, NewCustomer, Result, Timestamp,
+};
+
+const COLUMNS: &str = "id, name, email, phone, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Customer> {
+    Ok(Customer {
+        id: CustomerId(r.get(0)?),
+        name: r.get(1)?,
+        email: r.get(2)?,
+        phone: r.get(3)?,
+        created_at: Timestamp::from_millis(r.get(4)?),
+        updated_at: Timestamp::from_millis(r.get(5)?),
+    })
+}
+
+pub(crate) fn find(conn: &Connection, customer: &CustomerRef) -> Result<Option<Customer>> {
+    Ok(match customer {
+        CustomerRef::Id(id) => conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM customers WHERE id = ?1"))?
+            .query_row([id.get()], from_row)
+            .optional()?,
+        CustomerRef::Email(email) => conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM customers WHERE email = ?1 COLLATE NOCASE"
+            ))?
+            .query_row([email], from_row)
+            .optional()?,
+    })
+}
+
+pub(crate) fn get(conn: &Connection, customer: &CustomerRef) -> Result<Customer> {
+    find(conn, customer)?.ok_or_else(|| Error::not_found("customer", customer))
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerQuery {
+    /// Case-insensitive substring of the name or e-mail.
+    pub search: Option<String>,
+    pub limit: Option<u64>,
+    /// Cursor: only customers with a larger id.
+    pub after: Option<CustomerId>,
+}
+
+impl Store {
+    /// A customer by id or e-mail.
+    pub fn customer(&self, customer: &CustomerRef) -> Result<Customer> {
+        get(&self.conn, customer)
+    }
+
+    /// Customers ordered by id.
+    pub fn customers(&self, query: &CustomerQuery) -> Result<Vec<Customer>> {
+        let mut out = Vec::new();
+        self.for_each_customer(query, |c| {
+            out.push(c);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams customers ordered by id (constant memory).
+    pub fn for_each_customer(
+        &self,
+        query: &CustomerQuery,
+        mut f: impl FnMut(Customer) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM customers
+             WHERE id > ?1 AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\' OR email LIKE ?2 ESCAPE '\\')
+             ORDER BY id LIMIT ?3"
+        ))?;
+        let pattern = query.search.as_deref().map(like_pattern);
+        let limit = query
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let after = query.after.map_or(0, CustomerId::get);
+        let mut rows = stmt.query(params![after, pattern, limit])?;
+        while let Some(row) = rows.next()? {
+            f(from_row(row)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl WriteTx<'_> {
+    /// A customer by id or e-mail, as this transaction sees it.
+    pub fn customer(&self, customer: &CustomerRef) -> Result<Customer> {
+        get(self.conn, customer)
+    }
+
+    fn ensure_email_free(&self, email: &str, except: Option<CustomerId>) -> Result<()> {
+        match find(self.conn, &CustomerRef::Email(email.to_string()))? {
+            Some(c) if Some(c.id) != except => Err(Error::Duplicate {
+                what: "customer email",
+                value: email.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds a customer.
+    pub fn add_customer(&self, new: &NewCustomer) -> Result<Customer> {
+        self.atomic(|| {
+            self.ensure_email_free(&new.email, None)?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO customers (name, email, phone, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                )?
+                .execute(params![new.name, new.email, new.phone, self.now.millis()])?;
+            let id = CustomerId(self.conn.last_insert_rowid());
+            let customer = self.customer(&CustomerRef::Id(id))?;
+            self.log_change(
+                "customer.created",
+                "customer",
+                id.get(),
+                Some(id),
+                &json!(customer),
+            )?;
+            Ok(customer)
+        })
+    }
+
+    /// Changes name, e-mail or phone.
+    pub fn update_customer(
+        &self,
+        customer: &CustomerRef,
+        patch: &CustomerPatch,
+    ) -> Result<Customer> {
+        self.atomic(|| {
+            let before = self.customer(customer)?;
+            if let Some(email) = &patch.email {
+                self.ensure_email_free(email, Some(before.id))?;
+            }
+            let phone = match &patch.phone {
+                Some(p) => p.clone(),
+                None => before.phone.clone(),
+            };
+            self.conn
+                .prepare_cached(
+                    "UPDATE customers SET name = COALESCE(?2, name), email = COALESCE(?3, email),
+                         phone = ?4, updated_at = ?5
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    before.id.get(),
+                    patch.name,
+                    patch.email,
+                    phone,
+                    self.now.millis()
+                ])?;
+            let after = self.customer(&CustomerRef::Id(before.id))?;
+            if let Some(email) = &patch.email {
+                // Keep a linked login's e-mail in step with its customer.
+                self.conn
+                    .prepare_cached("UPDATE users SET email = ?2 WHERE customer_id = ?1")?
+                    .execute(params![before.id.get(), email])?;
+            }
+            self.log_change(
+                "customer.updated",
+                "customer",
+                after.id.get(),
+                Some(after.id),
+                &json!(after),
+            )?;
+            Ok(after)
+        })
+    }
+
+    /// Removes a customer without orders or a login.
+    pub fn remove_customer(&self, customer: &CustomerRef) -> Result<Customer> {
+        self.atomic(|| {
+            let c = self.customer(customer)?;
+            let (orders, users): (i64, i64) = self
+                .conn
+                .prepare_cached(
+                    "SELECT (SELECT count(*) FROM orders WHERE customer_id = ?1),
+                            (SELECT count(*) FROM users WHERE customer_id = ?1)",
+                )?
+                .query_row([c.id.get()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            if orders > 0 {
+                return Err(Error::Conflict(format!(
+                    "customer {} has {orders} order(s) and cannot be removed",
+                    c.email
+                )));
+            }
+            if users > 0 {
+                return Err(Error::Conflict(format!(
+                    "customer {} has a login; remove it first with `oms user remove {}`",
+                    c.email, c.email
+                )));
+            }
+            self.conn
+                .prepare_cached("DELETE FROM customers WHERE id = ?1")?
+                .execute([c.id.get()])?;
+            self.log_change(
+                "customer.deleted",
+                "customer",
+                c.id.get(),
+                Some(c.id),
+                &json!({"email": c.email}),
+            )?;
+            Ok(c)
+        })
+    }
+
+    /// Creates or updates the customer with this e-mail (CSV import).
+    /// `phone: None` leaves an existing phone alone.
+    pub fn upsert_customer(&self, new: &NewCustomer) -> Result<super::products::Upserted> {
+        use super::products::Upserted;
+        self.atomic(
+            || match find(self.conn, &CustomerRef::Email(new.email.clone()))? {
+                None => {
+                    self.add_customer(new)?;
+                    Ok(Upserted::Created)
+                }
+                Some(before) => {
+                    let phone_same = new.phone.is_none() || new.phone == before.phone;
+                    if before.name == new.name && phone_same {
+                        return Ok(Upserted::Unchanged);
+                    }
+                    self.update_customer(
+                        &CustomerRef::Id(before.id),
+                        &CustomerPatch {
+                            name: Some(new.name.clone()),
+                            email: None,
+                            phone: new.phone.clone().map(Some),
+                        },
+                    )?;
+                    Ok(Upserted::Updated)
+                }
+            },
+        )
+    }
+}

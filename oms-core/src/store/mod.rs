@@ -1,0 +1,317 @@
+//! The SQLite store: one [`Store`] owns a connection; every SQL statement of
+//! oms lives in this module tree, split by aggregate.
+//!
+//! Locking: every write runs inside [`Store::write`], a `BEGIN IMMEDIATE`
+//! transaction, so the write lock is taken up front and two writers (the
+//! daemon and a CLI process) queue on the busy timeout instead of failing on
+//! a lock upgrade. Each public [`WriteTx`] operation is also wrapped in its
+//! own SAVEPOINT, so a failed operation leaves nothing behind even inside a
+//! larger transaction (a batch of requests, a CSV import).
+
+mod changes;
+mod customers;
+mod inventory;
+mod orders;
+mod products;
+mod schema;
+mod settings;
+mod users;
+mod verify;
+
+pub use customers::CustomerQuery;
+pub use products::{ProductQuery, Upserted};
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::{Currency, Error, Result, Timestamp};
+
+pub use orders::{ExpireOutcome, PlaceOutcome};
+pub use schema::SCHEMA_VERSION;
+pub use verify::DriftReport;
+
+/// How long a writer waits for another process's write lock before giving
+/// up with [`Error::Busy`].
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who makes a change: recorded in the change log, and the scope of
+/// idempotency keys (a key used by one user does not collide with another's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    label: String,
+}
+
+impl Actor {
+    /// The command line.
+    pub fn cli() -> Actor {
+        Actor {
+            label: "cli".to_string(),
+        }
+    }
+
+    /// An authenticated user of the daemon.
+    pub fn user(id: crate::UserId) -> Actor {
+        Actor {
+            label: format!("user:{id}"),
+        }
+    }
+
+    /// A background job of the system (expiry, payments).
+    pub fn system(job: &str) -> Actor {
+        Actor {
+            label: format!("system:{job}"),
+        }
+    }
+
+    /// The label stored in the change log.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+/// Counts of what an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportSummary {
+    pub rows: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// True when nothing was committed (`--dry-run`).
+    pub dry_run: bool,
+}
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Create the file if it does not exist.
+    pub create: bool,
+    /// Open without write access (daemon read pool). Skips migrations.
+    pub read_only: bool,
+    pub busy_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            create: true,
+            read_only: false,
+            busy_timeout: BUSY_TIMEOUT,
+        }
+    }
+}
+
+/// A connection to an oms database.
+pub struct Store {
+    conn: Connection,
+    currency: Currency,
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, &Options::default())
+    }
+
+    /// Opens with explicit options.
+    pub fn open_with(path: impl AsRef<Path>, options: &Options) -> Result<Store> {
+        let path = path.as_ref();
+        let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        if options.read_only {
+            flags |= OpenFlags::SQLITE_OPEN_READ_ONLY;
+        } else {
+            flags |= OpenFlags::SQLITE_OPEN_READ_WRITE;
+            if options.create {
+                flags |= OpenFlags::SQLITE_OPEN_CREATE;
+            }
+        }
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+            Error::io(
+                format!("cannot open database {}", path.display()),
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        Store::setup(conn, options)
+    }
+
+    /// A private in-memory database (tests, fuzzing).
+    pub fn open_in_memory() -> Result<Store> {
+        Store::setup(Connection::open_in_memory()?, &Options::default())
+    }
+
+    fn setup(mut conn: Connection, options: &Options) -> Result<Store> {
+        conn.busy_timeout(options.busy_timeout)?;
+        let version: String = conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?;
+        tracing::debug!(sqlite_version = %version, "opened database");
+        if !options.read_only {
+            set_wal(&conn, options.busy_timeout)?;
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA temp_store = MEMORY;",
+        )?;
+        conn.set_prepared_statement_cache_capacity(64);
+        if !options.read_only {
+            schema::migrate(&mut conn)?;
+        }
+        let currency = settings::currency(&conn)?;
+        Ok(Store { conn, currency })
+    }
+
+    /// The currency of every amount in this database.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits it; an
+    /// error rolls everything back.
+    pub fn write<T>(
+        &mut self,
+        actor: &Actor,
+        f: impl FnOnce(&WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.write_inner(actor, true, f)
+    }
+
+    /// Runs `f` like [`Store::write`] and then rolls back: the answer of a
+    /// `--dry-run`.
+    pub fn dry_run<T>(
+        &mut self,
+        actor: &Actor,
+        f: impl FnOnce(&WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.write_inner(actor, false, f)
+    }
+
+    fn write_inner<T>(
+        &mut self,
+        actor: &Actor,
+        commit: bool,
+        f: impl FnOnce(&WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = {
+            let wtx = WriteTx {
+                conn: &tx,
+                actor,
+                now: Timestamp::now(),
+                currency: self.currency,
+            };
+            f(&wtx)?
+        };
+        if commit {
+            tx.commit()?;
+        } else {
+            tx.rollback()?;
+        }
+        // The currency may have been changed by `init --currency`.
+        self.currency = settings::currency(&self.conn)?;
+        Ok(out)
+    }
+
+    /// A counter that changes whenever another connection commits (SQLite's
+    /// `PRAGMA data_version`): a cheap way to notice other processes' writes.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
+    /// Writes a consistent copy of the database to `dest` (which must not
+    /// exist), safe while other processes write.
+    pub fn backup(&self, dest: &Path) -> Result<()> {
+        if dest.exists() {
+            return Err(Error::invalid(format!(
+                "{} already exists; choose a new file name",
+                dest.display()
+            )));
+        }
+        let dest_text = dest
+            .to_str()
+            .ok_or_else(|| Error::invalid("backup path must be valid UTF-8"))?;
+        self.conn.execute("VACUUM INTO ?1", [dest_text])?;
+        Ok(())
+    }
+}
+
+/// One write transaction. Obtained from [`Store::write`]; every method is
+/// atomic on its own (SAVEPOINT) and all of them commit together.
+pub struct WriteTx<'a> {
+    conn: &'a Connection,
+    actor: &'a Actor,
+    now: Timestamp,
+    currency: Currency,
+}
+
+impl WriteTx<'_> {
+    /// The currency of the database.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// The time stamped on everything this transaction writes.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Runs `f` inside a SAVEPOINT: on error everything `f` wrote is rolled
+    /// back and the outer transaction goes on.
+    fn atomic<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("SAVEPOINT op")?;
+        match f() {
+            Ok(v) => {
+                self.conn.execute_batch("RELEASE op")?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Switches to WAL. Changing the journal mode needs a moment of exclusive
+/// access, which SQLite does not wait for, so retry within the busy timeout
+/// (many processes may open a fresh file at once).
+fn set_wal(conn: &Connection, timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") || mode.eq_ignore_ascii_case("memory") => {
+                return Ok(());
+            }
+            Ok(mode) => {
+                return Err(Error::Database(format!(
+                    "cannot switch the database to WAL mode (got {mode})"
+                )));
+            }
+            Err(e) => {
+                let err = Error::from(e);
+                if matches!(err, Error::Busy { .. }) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                return Err(err);
+            }
+        }
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}

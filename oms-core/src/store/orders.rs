@@ -1,0 +1,733 @@
+//! Orders: placement, edits, status changes, removal, expiry, listing and
+//! the streaming export.
+//!
+//! Placement is all-or-nothing: every line is checked and reserved inside
+//! one SAVEPOINT of a `BEGIN IMMEDIATE` transaction, and any failure rolls
+//! all of them back and reports every failing line. The order, its items,
+//! the reservations and their ledger rows, the change-log row and the
+//! notification outbox row commit together or not at all.
+
+use std::collections::HashMap;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use serde_json::json;
+
+use super::inventory::Reason;
+use super::{Store, WriteTx, customers, like_pattern, products};
+use crate::status::{StockEffect, Transition};
+use crate::{
+    Currency, CustomerId, Error, ItemRequest, LineFailure, NewOrder, Order, OrderExportRow,
+    OrderFilter, OrderId, OrderItem, Product, ProductId, ProductRef, Result, Sku, Status,
+    Timestamp,
+};
+
+/// Most lines on one order.
+pub const MAX_LINES: usize = 500;
+
+/// The answer to a placement.
+#[derive(Debug, Clone)]
+pub struct PlaceOutcome {
+    pub order: Order,
+    /// True when the idempotency key had been used with the same contents:
+    /// this is the original order and nothing was written.
+    pub replayed: bool,
+}
+
+/// What `expire_pending` cancelled.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ExpireOutcome {
+    pub cancelled: Vec<OrderId>,
+}
+
+const ORDER_COLUMNS: &str = "o.id, o.customer_id, o.status, o.total, o.currency, \
+     o.payment_collected, o.tracking_code, o.idempotency_key, o.version, o.created_at, o.updated_at";
+
+fn parse_status(text: &str) -> rusqlite::Result<Status> {
+    text.parse().map_err(|e: Error| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn order_from_row(r: &Row<'_>) -> rusqlite::Result<Order> {
+    let currency_code: String = r.get(4)?;
+    let currency = Currency::parse(&currency_code).unwrap_or(Currency::USD);
+    Ok(Order {
+        id: OrderId(r.get(0)?),
+        customer_id: CustomerId(r.get(1)?),
+        status: parse_status(&r.get::<_, String>(2)?)?,
+        items: Vec::new(),
+        total: currency.from_minor(r.get(3)?),
+        currency,
+        payment_collected: r.get(5)?,
+        tracking_code: r.get(6)?,
+        idempotency_key: r.get(7)?,
+        version: r.get(8)?,
+        created_at: Timestamp::from_millis(r.get(9)?),
+        updated_at: Timestamp::from_millis(r.get(10)?),
+    })
+}
+
+fn load_items(conn: &Connection, order: &mut Order) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT product_id, sku, name, unit_price, quantity FROM order_items
+         WHERE order_id = ?1 ORDER BY line",
+    )?;
+    let currency = order.currency;
+    let items = stmt.query_map([order.id.get()], |r| {
+        let unit_price = currency.from_minor(r.get(3)?);
+        let quantity: i64 = r.get(4)?;
+        Ok(OrderItem {
+            product_id: ProductId(r.get(0)?),
+            sku: Sku::from_stored(r.get(1)?),
+            name: r.get(2)?,
+            unit_price,
+            quantity,
+            line_total: currency.from_minor(unit_price.minor().saturating_mul(quantity)),
+        })
+    })?;
+    order.items = items.collect::<rusqlite::Result<_>>()?;
+    Ok(())
+}
+
+fn find_order(conn: &Connection, id: OrderId) -> Result<Option<Order>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders o WHERE o.id = ?1"
+    ))?;
+    let Some(mut order) = stmt.query_row([id.get()], order_from_row).optional()? else {
+        return Ok(None);
+    };
+    load_items(conn, &mut order)?;
+    Ok(Some(order))
+}
+
+fn get_order(conn: &Connection, id: OrderId) -> Result<Order> {
+    find_order(conn, id)?.ok_or_else(|| Error::not_found("order", id))
+}
+
+/// Builds the `WHERE` clause of a filter over `orders o`.
+fn filter_clause(conn: &Connection, filter: &OrderFilter) -> Result<(String, Vec<Value>)> {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(status) = filter.status {
+        clauses.push("o.status = ?");
+        values.push(Value::Text(status.as_str().to_string()));
+    }
+    if let Some(customer) = &filter.customer {
+        let id = customers::get(conn, customer)?.id;
+        clauses.push("o.customer_id = ?");
+        values.push(Value::Integer(id.get()));
+    }
+    if let Some(since) = filter.since {
+        clauses.push("o.created_at >= ?");
+        values.push(Value::Integer(since.millis()));
+    }
+    if let Some(until) = filter.until {
+        clauses.push("o.created_at < ?");
+        values.push(Value::Integer(until.millis()));
+    }
+    if let Some(after) = filter.after {
+        clauses.push("o.id > ?");
+        values.push(Value::Integer(after.get()));
+    }
+    if let Some(search) = filter.search.as_deref().filter(|s| !s.trim().is_empty()) {
+        clauses.push(
+            "(o.idempotency_key LIKE ? ESCAPE '\\' OR o.tracking_code LIKE ? ESCAPE '\\'
+              OR EXISTS (SELECT 1 FROM customers c2 WHERE c2.id = o.customer_id
+                         AND (c2.name LIKE ? ESCAPE '\\' OR c2.email LIKE ? ESCAPE '\\'))
+              OR EXISTS (SELECT 1 FROM order_items i2 WHERE i2.order_id = o.id
+                         AND (i2.sku LIKE ? ESCAPE '\\' OR i2.name LIKE ? ESCAPE '\\')))",
+        );
+        let pattern = like_pattern(search.trim());
+        for _ in 0..6 {
+            values.push(Value::Text(pattern.clone()));
+        }
+    }
+    let clause = if clauses.is_empty() {
+        "1".to_string()
+    } else {
+        clauses.join(" AND ")
+    };
+    Ok((clause, values))
+}
+
+impl Store {
+    /// An order with its items.
+    pub fn order(&self, id: OrderId) -> Result<Order> {
+        get_order(&self.conn, id)
+    }
+
+    /// An order by its public tracking code.
+    pub fn order_by_tracking_code(&self, code: &str) -> Result<Order> {
+        let id: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT id FROM orders WHERE tracking_code = ?1")?
+            .query_row([code], |r| r.get(0))
+            .optional()?;
+        match id {
+            Some(id) => get_order(&self.conn, OrderId(id)),
+            None => Err(Error::not_found("tracking code", code)),
+        }
+    }
+
+    /// Orders matching the filter, ordered by id, with their items.
+    pub fn orders(&self, filter: &OrderFilter) -> Result<Vec<Order>> {
+        let (clause, mut values) = filter_clause(&self.conn, filter)?;
+        values.push(Value::Integer(
+            filter
+                .limit
+                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+        ));
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders o WHERE {clause} ORDER BY o.id LIMIT ?"
+        ))?;
+        let mut orders: Vec<Order> = stmt
+            .query_map(params_from_iter(values), order_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        for order in &mut orders {
+            load_items(&self.conn, order)?;
+        }
+        Ok(orders)
+    }
+
+    /// Streams one row per order item for the CSV export, ordered by order id
+    /// and line, in constant memory. One statement is one consistent
+    /// snapshot, even while other processes write.
+    pub fn for_each_export_row(
+        &self,
+        filter: &OrderFilter,
+        mut f: impl FnMut(OrderExportRow) -> Result<()>,
+    ) -> Result<()> {
+        let (clause, mut values) = filter_clause(&self.conn, filter)?;
+        let selection = match filter.limit {
+            Some(limit) => {
+                values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+                format!("o.id IN (SELECT o.id FROM orders o WHERE {clause} ORDER BY o.id LIMIT ?)")
+            }
+            None => clause,
+        };
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT o.id, COALESCE(o.idempotency_key, ''), o.created_at, o.status, o.customer_id,
+                    c.email, c.name, i.sku, i.name, i.quantity, i.unit_price, o.total, o.currency
+             FROM orders o
+             JOIN customers c ON c.id = o.customer_id
+             JOIN order_items i ON i.order_id = o.id
+             WHERE {selection}
+             ORDER BY o.id, i.line"
+        ))?;
+        let mut rows = stmt.query(params_from_iter(values))?;
+        let mut currency = self.currency;
+        while let Some(r) = rows.next()? {
+            let code: String = r.get(12)?;
+            if code != currency.code() {
+                currency = Currency::parse(&code)?;
+            }
+            let quantity: i64 = r.get(9)?;
+            let unit_price: i64 = r.get(10)?;
+            f(OrderExportRow {
+                order_id: OrderId(r.get(0)?),
+                order_ref: r.get(1)?,
+                created_at: Timestamp::from_millis(r.get(2)?),
+                status: parse_status(&r.get::<_, String>(3)?)?,
+                customer_id: CustomerId(r.get(4)?),
+                customer_email: r.get(5)?,
+                customer_name: r.get(6)?,
+                sku: r.get(7)?,
+                product_name: r.get(8)?,
+                quantity,
+                unit_price: currency.from_minor(unit_price),
+                line_total: currency.from_minor(unit_price.saturating_mul(quantity)),
+                order_total: currency.from_minor(r.get(11)?),
+                currency,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A requested line resolved to a product, quantities of repeated products
+/// summed (so two lines of one SKU are checked against their sum).
+struct Line {
+    product: Product,
+    quantity: i64,
+}
+
+impl WriteTx<'_> {
+    /// An order as this transaction sees it.
+    pub fn order(&self, id: OrderId) -> Result<Order> {
+        get_order(self.conn, id)
+    }
+
+    /// Resolves and merges requested lines. Unknown products become
+    /// failures; the caller decides what else fails.
+    fn resolve_lines(&self, items: &[ItemRequest]) -> Result<(Vec<Line>, Vec<LineFailure>)> {
+        if items.is_empty() {
+            return Err(Error::invalid("an order needs at least one item"));
+        }
+        if items.len() > MAX_LINES {
+            return Err(Error::invalid(format!(
+                "an order may have at most {MAX_LINES} lines"
+            )));
+        }
+        let mut lines: Vec<Line> = Vec::new();
+        let mut index: HashMap<ProductId, usize> = HashMap::new();
+        let mut failures: Vec<LineFailure> = Vec::new();
+        for item in items {
+            match products::find(self.conn, &item.product, self.currency)? {
+                None => failures.push(LineFailure {
+                    product: item.product.to_string(),
+                    requested: item.quantity.get(),
+                    reason: "unknown product".to_string(),
+                }),
+                Some(product) => match index.get(&product.id) {
+                    Some(&i) => {
+                        lines[i].quantity = lines[i]
+                            .quantity
+                            .checked_add(item.quantity.get())
+                            .ok_or_else(|| Error::invalid("quantity too large"))?;
+                    }
+                    None => {
+                        index.insert(product.id, lines.len());
+                        lines.push(Line {
+                            product,
+                            quantity: item.quantity.get(),
+                        });
+                    }
+                },
+            }
+        }
+        Ok((lines, failures))
+    }
+
+    /// Places an order: reserves every line or nothing. With an idempotency
+    /// key already used by this actor, returns the original order when the
+    /// contents match and refuses otherwise.
+    pub fn place_order(&self, new: &NewOrder) -> Result<PlaceOutcome> {
+        let initial = if new.paid {
+            Status::Paid
+        } else {
+            Status::Pending
+        };
+        self.place_as(new, initial)
+    }
+
+    /// Places an order that ends in `status` (CSV import of history): a
+    /// CANCELLED one reserves nothing, a FULFILLED one is shipped at once.
+    pub fn place_order_with_status(&self, new: &NewOrder, status: Status) -> Result<PlaceOutcome> {
+        self.place_as(new, status)
+    }
+
+    fn place_as(&self, new: &NewOrder, status: Status) -> Result<PlaceOutcome> {
+        self.atomic(|| {
+            if let Some(key) = &new.idempotency_key {
+                check_idempotency_key(key)?;
+            }
+            let customer = customers::get(self.conn, &new.customer)?;
+            let (lines, mut failures) = self.resolve_lines(&new.items)?;
+            let fingerprint = fingerprint(customer.id, &lines, &failures);
+
+            if let Some(key) = &new.idempotency_key {
+                let existing: Option<(i64, Option<String>)> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT id, request_fingerprint FROM orders
+                         WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
+                    )?
+                    .query_row(params![self.actor.label(), key], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                if let Some((order_id, stored)) = existing {
+                    if stored.as_deref() == Some(fingerprint.as_str()) {
+                        return Ok(PlaceOutcome {
+                            order: get_order(self.conn, OrderId(order_id))?,
+                            replayed: true,
+                        });
+                    }
+                    return Err(Error::IdempotencyMismatch {
+                        key: key.clone(),
+                        order_id,
+                    });
+                }
+            }
+
+            // Compute line totals before touching stock.
+            let mut total = self.currency.from_minor(0);
+            for line in &lines {
+                let line_total = line
+                    .product
+                    .price
+                    .checked_mul(line.quantity)
+                    .ok_or_else(|| Error::invalid("order total is too large"))?;
+                total = total
+                    .checked_add(line_total)
+                    .ok_or_else(|| Error::invalid("order total is too large"))?;
+            }
+
+            let order_id = self.insert_order(customer.id, status, total, new, &fingerprint)?;
+            let reserve = status != Status::Cancelled;
+            for line in &lines {
+                if reserve
+                    && !self.try_reserve(
+                        line.product.id,
+                        line.quantity,
+                        order_id,
+                        Reason::Reserve,
+                    )?
+                {
+                    failures.push(self.stock_failure(&line.product, line.quantity)?);
+                }
+            }
+            if !failures.is_empty() {
+                return Err(Error::InsufficientStock { lines: failures });
+            }
+            self.insert_items(order_id, &lines, &HashMap::new())?;
+            if status == Status::Fulfilled {
+                for line in &lines {
+                    self.ship(line.product.id, line.quantity, order_id)?;
+                }
+            }
+            let order = get_order(self.conn, order_id)?;
+            self.log_change(
+                "order.placed",
+                "order",
+                order_id.get(),
+                Some(customer.id),
+                &json!(order),
+            )?;
+            self.enqueue_notification(&order, "received")?;
+            Ok(PlaceOutcome {
+                order,
+                replayed: false,
+            })
+        })
+    }
+
+    fn insert_order(
+        &self,
+        customer: CustomerId,
+        status: Status,
+        total: crate::Money,
+        new: &NewOrder,
+        fingerprint: &str,
+    ) -> Result<OrderId> {
+        let paid = matches!(status, Status::Paid | Status::Fulfilled);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO orders (customer_id, status, total, currency, payment_collected,
+                     tracking_code, idempotency_scope, idempotency_key, request_fingerprint,
+                     version, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'TRK' || upper(hex(randomblob(8))), ?6, ?7, ?8, 1, ?9, ?9)",
+            )?
+            .execute(params![
+                customer.get(),
+                status.as_str(),
+                total.minor(),
+                self.currency.code(),
+                paid,
+                self.actor.label(),
+                new.idempotency_key,
+                fingerprint,
+                self.now.millis()
+            ])?;
+        Ok(OrderId(self.conn.last_insert_rowid()))
+    }
+
+    /// Writes the lines; `kept_prices` keeps the snapshot price of products
+    /// already on the order (edits), others take the current price.
+    fn insert_items(
+        &self,
+        order: OrderId,
+        lines: &[Line],
+        kept_prices: &HashMap<ProductId, i64>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO order_items (order_id, line, product_id, sku, name, unit_price, quantity)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for (i, line) in lines.iter().enumerate() {
+            let price = kept_prices
+                .get(&line.product.id)
+                .copied()
+                .unwrap_or(line.product.price.minor());
+            stmt.execute(params![
+                order.get(),
+                i as i64 + 1,
+                line.product.id.get(),
+                line.product.sku.as_str(),
+                line.product.name,
+                price,
+                line.quantity
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn stock_failure(&self, product: &Product, requested: i64) -> Result<LineFailure> {
+        let now = products::get(self.conn, &ProductRef::Id(product.id), self.currency)?;
+        let reason = if !now.active {
+            "product is inactive".to_string()
+        } else {
+            format!("only {} available", now.stock_available)
+        };
+        Ok(LineFailure {
+            product: product.sku.to_string(),
+            requested,
+            reason,
+        })
+    }
+
+    /// Replaces the items of a PENDING order, reserving or releasing only
+    /// the difference. Prices of products already on the order are kept.
+    pub fn edit_order(
+        &self,
+        id: OrderId,
+        items: &[ItemRequest],
+        expected_version: Option<i64>,
+    ) -> Result<Order> {
+        self.atomic(|| {
+            let before = get_order(self.conn, id)?;
+            check_version(&before, expected_version)?;
+            if before.status != Status::Pending {
+                return Err(Error::Conflict(format!(
+                    "order {id} is {}; only PENDING orders can be edited",
+                    before.status
+                )));
+            }
+            let (lines, mut failures) = self.resolve_lines(items)?;
+            let old: HashMap<ProductId, i64> =
+                before.items.iter().map(|i| (i.product_id, i.quantity)).collect();
+            let kept_prices: HashMap<ProductId, i64> =
+                before.items.iter().map(|i| (i.product_id, i.unit_price.minor())).collect();
+            for line in &lines {
+                let delta = line.quantity - old.get(&line.product.id).copied().unwrap_or(0);
+                if delta > 0 {
+                    if !self.try_reserve(line.product.id, delta, id, Reason::Edit)? {
+                        failures.push(self.stock_failure(&line.product, delta)?);
+                    }
+                } else if delta < 0 {
+                    self.release(line.product.id, -delta, id, Reason::Edit)?;
+                }
+            }
+            for item in &before.items {
+                if !lines.iter().any(|l| l.product.id == item.product_id) {
+                    self.release(item.product_id, item.quantity, id, Reason::Edit)?;
+                }
+            }
+            if !failures.is_empty() {
+                return Err(Error::InsufficientStock { lines: failures });
+            }
+            let mut total = self.currency.from_minor(0);
+            for line in &lines {
+                let price = kept_prices.get(&line.product.id).copied().unwrap_or(line.product.price.minor());
+                total = self
+                    .currency
+                    .from_minor(price)
+                    .checked_mul(line.quantity)
+                    .and_then(|t| total.checked_add(t))
+                    .ok_or_else(|| Error::invalid("order total is too large"))?;
+            }
+            self.conn
+                .prepare_cached("DELETE FROM order_items WHERE order_id = ?1")?
+                .execute([id.get()])?;
+            self.insert_items(id, &lines, &kept_prices)?;
+            self.conn
+                .prepare_cached(
+                    "UPDATE orders SET total = ?2, version = version + 1, updated_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id.get(), total.minor(), self.now.millis()])?;
+            let order = get_order(self.conn, id)?;
+            self.log_change("order.updated", "order", id.get(), Some(order.customer_id), &json!(order))?;
+            Ok(order)
+        })
+    }
+
+    /// Moves an order to `to` following the status machine, applying its
+    /// stock effect. Moving to the current status is a no-op success.
+    pub fn set_status(
+        &self,
+        id: OrderId,
+        to: Status,
+        expected_version: Option<i64>,
+    ) -> Result<Order> {
+        self.transition(id, to, expected_version, None)
+    }
+
+    fn transition(
+        &self,
+        id: OrderId,
+        to: Status,
+        expected_version: Option<i64>,
+        reason: Option<&str>,
+    ) -> Result<Order> {
+        self.atomic(|| {
+            let before = get_order(self.conn, id)?;
+            check_version(&before, expected_version)?;
+            let effect = match before.status.transition(to)? {
+                Transition::NoOp => return Ok(before),
+                Transition::Move(effect) => effect,
+            };
+            for item in &before.items {
+                match effect {
+                    StockEffect::None => {}
+                    StockEffect::Release => {
+                        self.release(item.product_id, item.quantity, id, Reason::Release)?
+                    }
+                    StockEffect::Ship => self.ship(item.product_id, item.quantity, id)?,
+                }
+            }
+            let changed = self
+                .conn
+                .prepare_cached(
+                    "UPDATE orders SET status = ?2, version = version + 1, updated_at = ?3,
+                         payment_collected = CASE WHEN ?2 = 'PAID' THEN 1 ELSE payment_collected END
+                     WHERE id = ?1 AND version = ?4",
+                )?
+                .execute(params![
+                    id.get(),
+                    to.as_str(),
+                    self.now.millis(),
+                    before.version
+                ])?;
+            if changed != 1 {
+                return Err(Error::Database(format!(
+                    "order {id} changed under a write lock"
+                )));
+            }
+            let order = get_order(self.conn, id)?;
+            let mut data = json!({
+                "from": before.status,
+                "to": order.status,
+                "version": order.version,
+                "customer_id": order.customer_id,
+            });
+            if let Some(reason) = reason {
+                data["reason"] = json!(reason);
+            }
+            self.log_change(
+                "order.status_changed",
+                "order",
+                id.get(),
+                Some(order.customer_id),
+                &data,
+            )?;
+            self.enqueue_notification(&order, &order.status.as_str().to_ascii_lowercase())?;
+            Ok(order)
+        })
+    }
+
+    /// Deletes a PENDING (its stock is released) or CANCELLED order. Paid
+    /// and fulfilled orders are records of money and are kept.
+    pub fn remove_order(&self, id: OrderId) -> Result<Order> {
+        self.atomic(|| {
+            let order = get_order(self.conn, id)?;
+            match order.status {
+                Status::Pending => {
+                    for item in &order.items {
+                        self.release(item.product_id, item.quantity, id, Reason::Release)?;
+                    }
+                }
+                Status::Cancelled => {}
+                Status::Paid => {
+                    return Err(Error::Conflict(format!(
+                        "order {id} is PAID and cannot be removed; cancel it first with `oms order cancel {id}`"
+                    )));
+                }
+                Status::Fulfilled => {
+                    return Err(Error::Conflict(format!(
+                        "order {id} is FULFILLED and is kept as a record; it cannot be removed"
+                    )));
+                }
+            }
+            self.conn
+                .prepare_cached("DELETE FROM orders WHERE id = ?1")?
+                .execute([id.get()])?;
+            self.log_change(
+                "order.deleted",
+                "order",
+                id.get(),
+                Some(order.customer_id),
+                &json!({"status": order.status, "customer_id": order.customer_id}),
+            )?;
+            Ok(order)
+        })
+    }
+
+    /// Cancels every PENDING order created before `cutoff`, releasing its
+    /// stock.
+    pub fn expire_pending(&self, cutoff: Timestamp) -> Result<ExpireOutcome> {
+        self.atomic(|| {
+            let ids: Vec<i64> = self
+                .conn
+                .prepare_cached(
+                    "SELECT id FROM orders WHERE status = 'PENDING' AND created_at < ?1 ORDER BY id",
+                )?
+                .query_map([cutoff.millis()], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = ExpireOutcome::default();
+            for id in ids {
+                self.transition(OrderId(id), Status::Cancelled, None, Some("expired"))?;
+                out.cancelled.push(OrderId(id));
+            }
+            Ok(out)
+        })
+    }
+
+    fn enqueue_notification(&self, order: &Order, event: &str) -> Result<()> {
+        let subject = format!("Order #{}: {}", order.id, event);
+        let body = format!(
+            "Your order #{} is now {}. Total {} {}. Tracking code {}.",
+            order.id, order.status, order.total, order.currency, order.tracking_code
+        );
+        self.conn
+            .prepare_cached(
+                "INSERT INTO notifications (order_id, customer_id, recipient, subject, body,
+                     next_attempt_at, created_at)
+                 SELECT ?1, id, email, ?3, ?4, ?5, ?5 FROM customers WHERE id = ?2",
+            )?
+            .execute(params![
+                order.id.get(),
+                order.customer_id.get(),
+                subject,
+                body,
+                self.now.millis()
+            ])?;
+        Ok(())
+    }
+}
+
+fn check_version(order: &Order, expected: Option<i64>) -> Result<()> {
+    match expected {
+        Some(v) if v != order.version => Err(Error::StaleVersion {
+            order_id: order.id.get(),
+            expected: v,
+            current: order.version,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn check_idempotency_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "idempotency key must be 1 to 255 printable characters",
+        ));
+    }
+    Ok(())
+}
+
+/// What an idempotency key promises: the same customer and the same
+/// quantities of the same products (order of lines does not matter).
+fn fingerprint(customer: CustomerId, lines: &[Line], failures: &[LineFailure]) -> String {
+    let mut parts: Vec<String> = lines
+        .iter()
+        .map(|l| format!("{}*{}", l.product.id, l.quantity))
+        .collect();
+    parts.extend(
+        failures
+            .iter()
+            .map(|f| format!("?{}*{}", f.product, f.requested)),
+    );
+    parts.sort();
+    format!("c{customer}:{}", parts.join(","))
+}

@@ -1,0 +1,362 @@
+//! Products: catalogue and stock levels. Stock only changes through guarded
+//! updates (see `inventory`), each with a ledger row and a change-log row.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::json;
+
+use super::inventory::Reason;
+use super::{Store, WriteTx, like_pattern};
+use crate::{
+    Currency, Error, MAX_STOCK, NewProduct, Product, ProductId, ProductPatch, ProductRef, Restock,
+    Result, Sku, Timestamp,
+};
+
+const COLUMNS: &str =
+    "id, sku, name, price, stock_on_hand, stock_reserved, active, created_at, updated_at";
+
+fn from_row(r: &Row<'_>, currency: Currency) -> rusqlite::Result<Product> {
+    let on_hand: i64 = r.get(4)?;
+    let reserved: i64 = r.get(5)?;
+    Ok(Product {
+        id: ProductId(r.get(0)?),
+        sku: Sku::from_stored(r.get(1)?),
+        name: r.get(2)?,
+        price: currency.from_minor(r.get(3)?),
+        stock_on_hand: on_hand,
+        stock_reserved: reserved,
+        stock_available: on_hand - reserved,
+        active: r.get(6)?,
+        created_at: Timestamp::from_millis(r.get(7)?),
+        updated_at: Timestamp::from_millis(r.get(8)?),
+    })
+}
+
+/// Finds a product by SKU first, then by id.
+pub(crate) fn find(
+    conn: &Connection,
+    product: &ProductRef,
+    currency: Currency,
+) -> Result<Option<Product>> {
+    let by_id = |id: i64| -> Result<Option<Product>> {
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM products WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], |r| from_row(r, currency)).optional()?)
+    };
+    match product {
+        ProductRef::Id(id) => by_id(id.get()),
+        ProductRef::Key(key) => {
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM products WHERE sku = ?1"))?;
+            if let Some(p) = stmt
+                .query_row([key], |r| from_row(r, currency))
+                .optional()?
+            {
+                return Ok(Some(p));
+            }
+            match key.parse::<i64>() {
+                Ok(id) => by_id(id),
+                Err(_) => Ok(None),
+            }
+        }
+    }
+}
+
+pub(crate) fn get(conn: &Connection, product: &ProductRef, currency: Currency) -> Result<Product> {
+    find(conn, product, currency)?.ok_or_else(|| Error::not_found("product", product))
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct ProductQuery {
+    /// Case-insensitive substring of the name or SKU.
+    pub search: Option<String>,
+    pub limit: Option<u64>,
+    /// Cursor: only products with a larger id.
+    pub after: Option<ProductId>,
+}
+
+impl Store {
+    /// A product by SKU or id.
+    pub fn product(&self, product: &ProductRef) -> Result<Product> {
+        get(&self.conn, product, self.currency)
+    }
+
+    /// Products ordered by id.
+    pub fn products(&self, query: &ProductQuery) -> Result<Vec<Product>> {
+        let mut out = Vec::new();
+        self.for_each_product(query, |p| {
+            out.push(p);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams products ordered by id (constant memory).
+    pub fn for_each_product(
+        &self,
+        query: &ProductQuery,
+        mut f: impl FnMut(Product) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM products
+             WHERE id > ?1 AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\' OR sku LIKE ?2 ESCAPE '\\')
+             ORDER BY id LIMIT ?3"
+        ))?;
+        let pattern = query.search.as_deref().map(like_pattern);
+        let limit = query
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let after = query.after.map_or(0, ProductId::get);
+        let mut rows = stmt.query(params![after, pattern, limit])?;
+        while let Some(row) = rows.next()? {
+            f(from_row(row, self.currency)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl WriteTx<'_> {
+    /// A product by SKU or id, as this transaction sees it.
+    pub fn product(&self, product: &ProductRef) -> Result<Product> {
+        get(self.conn, product, self.currency)
+    }
+
+    fn product_by_id(&self, id: ProductId) -> Result<Product> {
+        get(self.conn, &ProductRef::Id(id), self.currency)
+    }
+
+    fn ensure_sku_free(&self, sku: &Sku, except: Option<ProductId>) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM products WHERE sku = ?1")?;
+        let existing: Option<i64> = stmt.query_row([sku.as_str()], |r| r.get(0)).optional()?;
+        match existing {
+            Some(id) if Some(ProductId(id)) != except => Err(Error::Duplicate {
+                what: "product SKU",
+                value: sku.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds a product; its initial stock is a `create` ledger row.
+    pub fn add_product(&self, new: &NewProduct) -> Result<Product> {
+        self.atomic(|| {
+            check_stock(new.stock_on_hand)?;
+            self.ensure_sku_free(&new.sku, None)?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO products (sku, name, price, stock_on_hand, active, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )?
+                .execute(params![
+                    new.sku.as_str(),
+                    new.name,
+                    new.price.minor(),
+                    new.stock_on_hand,
+                    new.active,
+                    self.now.millis()
+                ])?;
+            let id = ProductId(self.conn.last_insert_rowid());
+            if new.stock_on_hand != 0 {
+                self.ledger(id, new.stock_on_hand, 0, Reason::Create, None)?;
+            }
+            let product = self.product_by_id(id)?;
+            self.log_change("product.created", "product", id.get(), None, &json!(product))?;
+            Ok(product)
+        })
+    }
+
+    /// Changes name, SKU, price or active flag.
+    pub fn update_product(&self, product: &ProductRef, patch: &ProductPatch) -> Result<Product> {
+        self.atomic(|| {
+            let before = self.product(product)?;
+            if let Some(sku) = &patch.sku {
+                self.ensure_sku_free(sku, Some(before.id))?;
+            }
+            self.conn
+                .prepare_cached(
+                    "UPDATE products SET sku = COALESCE(?2, sku), name = COALESCE(?3, name),
+                         price = COALESCE(?4, price), active = COALESCE(?5, active), updated_at = ?6
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    before.id.get(),
+                    patch.sku.as_ref().map(Sku::as_str),
+                    patch.name,
+                    patch.price.map(|p| p.minor()),
+                    patch.active,
+                    self.now.millis()
+                ])?;
+            let after = self.product_by_id(before.id)?;
+            self.log_change(
+                "product.updated",
+                "product",
+                after.id.get(),
+                None,
+                &json!(after),
+            )?;
+            Ok(after)
+        })
+    }
+
+    /// Adjusts stock on hand. Refused if it would fall below what open
+    /// orders have reserved.
+    pub fn restock(&self, product: &ProductRef, how: Restock) -> Result<Product> {
+        self.atomic(|| {
+            let before = self.product(product)?;
+            let target = match how {
+                Restock::Add(n) => before.stock_on_hand.checked_add(n),
+                Restock::Set(n) => Some(n),
+            }
+            .ok_or_else(|| Error::invalid("stock adjustment is too large"))?;
+            self.set_on_hand(&before, target, Reason::Restock)?;
+            self.product_by_id(before.id)
+        })
+    }
+
+    fn set_on_hand(&self, before: &Product, target: i64, reason: Reason) -> Result<()> {
+        if target < 0 {
+            return Err(Error::invalid(format!(
+                "stock of {} cannot go below zero (it has {})",
+                before.sku, before.stock_on_hand
+            )));
+        }
+        check_stock(target)?;
+        let delta = target - before.stock_on_hand;
+        if delta == 0 {
+            return Ok(());
+        }
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE products SET stock_on_hand = ?2, updated_at = ?3
+                 WHERE id = ?1 AND stock_reserved <= ?2",
+            )?
+            .execute(params![before.id.get(), target, self.now.millis()])?;
+        if changed != 1 {
+            return Err(Error::Conflict(format!(
+                "cannot set stock of {} to {target}: {} units are reserved by open orders",
+                before.sku, before.stock_reserved
+            )));
+        }
+        self.ledger(before.id, delta, 0, reason, None)?;
+        let after = self.product_by_id(before.id)?;
+        self.log_change(
+            "product.stock_changed",
+            "product",
+            after.id.get(),
+            None,
+            &json!({
+                "sku": after.sku,
+                "delta": delta,
+                "reason": reason_name(reason),
+                "stock_on_hand": after.stock_on_hand,
+                "stock_reserved": after.stock_reserved,
+                "stock_available": after.stock_available,
+            }),
+        )?;
+        Ok(())
+    }
+
+    /// Removes a product that no order mentions; otherwise suggests
+    /// deactivating it.
+    pub fn remove_product(&self, product: &ProductRef) -> Result<Product> {
+        self.atomic(|| {
+            let p = self.product(product)?;
+            let orders: i64 = self
+                .conn
+                .prepare_cached("SELECT count(*) FROM order_items WHERE product_id = ?1")?
+                .query_row([p.id.get()], |r| r.get(0))?;
+            if orders > 0 {
+                return Err(Error::Conflict(format!(
+                    "product {} appears on {orders} order line(s) and cannot be removed; deactivate it with `oms product update {} --active false`",
+                    p.sku, p.sku
+                )));
+            }
+            self.conn
+                .prepare_cached("DELETE FROM products WHERE id = ?1")?
+                .execute([p.id.get()])?;
+            self.log_change("product.deleted", "product", p.id.get(), None, &json!({"sku": p.sku}))?;
+            Ok(p)
+        })
+    }
+
+    /// Creates or updates the product with this SKU (CSV import). Stock on
+    /// hand is set only when given; `active` defaults to true for new
+    /// products and is left alone otherwise.
+    pub fn upsert_product(
+        &self,
+        sku: &Sku,
+        name: &str,
+        price: crate::Money,
+        stock_on_hand: Option<i64>,
+        active: Option<bool>,
+    ) -> Result<Upserted> {
+        self.atomic(|| {
+            match find(self.conn, &ProductRef::Key(sku.to_string()), self.currency)?
+                .filter(|p| p.sku == *sku)
+            {
+                None => {
+                    self.add_product(&NewProduct {
+                        sku: sku.clone(),
+                        name: name.to_string(),
+                        price,
+                        stock_on_hand: stock_on_hand.unwrap_or(0),
+                        active: active.unwrap_or(true),
+                    })?;
+                    Ok(Upserted::Created)
+                }
+                Some(before) => {
+                    let fields_same = before.name == name
+                        && before.price == price
+                        && active.is_none_or(|a| a == before.active);
+                    let stock_same = stock_on_hand.is_none_or(|s| s == before.stock_on_hand);
+                    if fields_same && stock_same {
+                        return Ok(Upserted::Unchanged);
+                    }
+                    if !fields_same {
+                        self.update_product(
+                            &ProductRef::Id(before.id),
+                            &ProductPatch {
+                                sku: None,
+                                name: Some(name.to_string()),
+                                price: Some(price),
+                                active,
+                            },
+                        )?;
+                    }
+                    if let Some(target) = stock_on_hand {
+                        self.set_on_hand(&before, target, Reason::Import)?;
+                    }
+                    Ok(Upserted::Updated)
+                }
+            }
+        })
+    }
+}
+
+fn check_stock(n: i64) -> Result<()> {
+    if (0..=MAX_STOCK).contains(&n) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid stock {n}: must be between 0 and {MAX_STOCK}"
+        )))
+    }
+}
+
+fn reason_name(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Import => "import",
+        _ => "restock",
+    }
+}

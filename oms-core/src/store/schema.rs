@@ -1,0 +1,245 @@
+//! The schema as numbered, append-only migrations tracked in
+//! `PRAGMA user_version`. Never edit a migration that has shipped: add one.
+//!
+//! Migrations run in one `BEGIN EXCLUSIVE` transaction, so two processes
+//! opening a fresh file at once cannot both migrate it.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::{Error, Result};
+
+/// Migration `i` (0-based) takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the data model of DESIGN §3.
+    r#"
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+INSERT INTO settings (key, value) VALUES ('currency', 'USD');
+
+CREATE TABLE customers (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    email      TEXT NOT NULL COLLATE NOCASE,
+    phone      TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX customers_email ON customers (email COLLATE NOCASE);
+
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,
+    email         TEXT NOT NULL COLLATE NOCASE,
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('admin', 'customer')),
+    customer_id   INTEGER REFERENCES customers (id),
+    password_hash TEXT,
+    created_at    INTEGER NOT NULL,
+    CHECK ((role = 'customer') = (customer_id IS NOT NULL))
+) STRICT;
+CREATE UNIQUE INDEX users_email ON users (email COLLATE NOCASE);
+CREATE INDEX users_customer ON users (customer_id);
+
+CREATE TABLE products (
+    id             INTEGER PRIMARY KEY,
+    sku            TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    price          INTEGER NOT NULL CHECK (price >= 0),
+    stock_on_hand  INTEGER NOT NULL CHECK (stock_on_hand >= 0),
+    stock_reserved INTEGER NOT NULL DEFAULT 0
+                   CHECK (stock_reserved >= 0 AND stock_reserved <= stock_on_hand),
+    active         INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX products_sku ON products (sku);
+CREATE INDEX products_name ON products (name COLLATE NOCASE);
+
+CREATE TABLE orders (
+    id                  INTEGER PRIMARY KEY,
+    customer_id         INTEGER NOT NULL REFERENCES customers (id),
+    status              TEXT NOT NULL
+                        CHECK (status IN ('PENDING', 'PAID', 'FULFILLED', 'CANCELLED')),
+    total               INTEGER NOT NULL CHECK (total >= 0),
+    currency            TEXT NOT NULL,
+    payment_collected   INTEGER NOT NULL DEFAULT 0 CHECK (payment_collected IN (0, 1)),
+    tracking_code       TEXT NOT NULL,
+    idempotency_scope   TEXT NOT NULL DEFAULT '',
+    idempotency_key     TEXT,
+    request_fingerprint TEXT,
+    version             INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1),
+    created_at          INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL
+) STRICT;
+CREATE INDEX orders_customer ON orders (customer_id);
+-- (status) is (status, rowid): serves `status = ? AND id > ? ORDER BY id`.
+CREATE INDEX orders_status ON orders (status);
+CREATE INDEX orders_status_created ON orders (status, created_at);
+CREATE INDEX orders_created ON orders (created_at);
+CREATE UNIQUE INDEX orders_tracking ON orders (tracking_code);
+CREATE UNIQUE INDEX orders_idempotency ON orders (idempotency_scope, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE order_items (
+    order_id   INTEGER NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
+    line       INTEGER NOT NULL CHECK (line >= 1),
+    product_id INTEGER NOT NULL REFERENCES products (id),
+    sku        TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    unit_price INTEGER NOT NULL CHECK (unit_price >= 0),
+    quantity   INTEGER NOT NULL CHECK (quantity > 0),
+    PRIMARY KEY (order_id, line),
+    UNIQUE (order_id, product_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX order_items_product ON order_items (product_id);
+
+-- Append-only: every change of stock, in the transaction that made it.
+CREATE TABLE stock_movements (
+    id             INTEGER PRIMARY KEY,
+    product_id     INTEGER NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+    delta_on_hand  INTEGER NOT NULL,
+    delta_reserved INTEGER NOT NULL,
+    reason         TEXT NOT NULL
+                   CHECK (reason IN ('create', 'reserve', 'release', 'ship', 'restock', 'import', 'edit')),
+    order_id       INTEGER,
+    at             INTEGER NOT NULL
+) STRICT;
+CREATE INDEX stock_movements_product ON stock_movements (product_id);
+CREATE TRIGGER stock_movements_append_only BEFORE UPDATE ON stock_movements
+BEGIN SELECT RAISE(ABORT, 'the stock ledger is append-only'); END;
+
+-- Append-only, gap-free: AUTOINCREMENT never reuses a seq, and writers are
+-- serialised by the database lock, so seqs commit in order.
+CREATE TABLE changes (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,
+    type        TEXT NOT NULL,
+    entity      TEXT NOT NULL,
+    entity_id   INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    customer_id INTEGER,
+    data        TEXT NOT NULL
+) STRICT;
+CREATE INDEX changes_customer ON changes (customer_id, seq) WHERE customer_id IS NOT NULL;
+CREATE TRIGGER changes_append_only_update BEFORE UPDATE ON changes
+BEGIN SELECT RAISE(ABORT, 'the change log is append-only'); END;
+CREATE TRIGGER changes_append_only_delete BEFORE DELETE ON changes
+BEGIN SELECT RAISE(ABORT, 'the change log is append-only'); END;
+
+CREATE TABLE payments (
+    id                  INTEGER PRIMARY KEY,
+    order_id            INTEGER NOT NULL REFERENCES orders (id),
+    provider            TEXT NOT NULL,
+    provider_payment_id TEXT NOT NULL,
+    amount              INTEGER NOT NULL CHECK (amount >= 0),
+    status              TEXT NOT NULL,
+    created_at          INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX payments_provider_id ON payments (provider_payment_id);
+CREATE INDEX payments_order ON payments (order_id);
+
+-- Outbox of e-mail notifications, written with the status change.
+CREATE TABLE notifications (
+    id              INTEGER PRIMARY KEY,
+    order_id        INTEGER,
+    customer_id     INTEGER,
+    recipient       TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    sent_at         INTEGER
+) STRICT;
+CREATE INDEX notifications_due ON notifications (status, next_attempt_at);
+"#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database to [`SCHEMA_VERSION`]. A no-op when it is there
+/// already; refuses a database from a newer oms.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    // Fast path without taking the write lock: most opens find the schema
+    // current, and 30 concurrent CLI processes should not queue for it.
+    let current = user_version(conn)?;
+    check_not_newer(current)?;
+    if current == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    let current = user_version(&tx)?;
+    check_not_newer(current)?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql)
+            .map_err(|e| Error::Database(format!("migration {} failed: {e}", index + 1)))?;
+        tracing::debug!(version = index + 1, "applied migration");
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
+}
+
+fn check_not_newer(found: i64) -> Result<()> {
+    if found > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table_names(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let before = table_names(&conn);
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES ('probe', 'kept')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(table_names(&conn), before);
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        let kept: String = conn
+            .query_row("SELECT value FROM settings WHERE key = 'probe'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(kept, "kept");
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_a_clear_message() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(matches!(err, Error::SchemaTooNew { .. }), "{err:?}");
+        assert!(err.to_string().contains("upgrade oms"), "{err}");
+    }
+}

@@ -1,0 +1,66 @@
+//! Database-wide settings (key/value): the currency, and later secrets the
+//! daemon generates once.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::WriteTx;
+use crate::{Currency, Error, Result};
+
+pub(crate) fn currency(conn: &Connection) -> Result<Currency> {
+    let code: Option<String> = conn
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'currency'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match code {
+        Some(code) => Currency::parse(&code),
+        None => Ok(Currency::USD),
+    }
+}
+
+pub(crate) fn get(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+impl WriteTx<'_> {
+    /// Sets the currency. Refused once products or orders exist in another
+    /// currency, since their amounts would change meaning.
+    pub fn set_currency(&self, currency: Currency) -> Result<()> {
+        if currency == self.currency {
+            return Ok(());
+        }
+        let used: i64 = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM products) + (SELECT count(*) FROM orders)",
+            [],
+            |r| r.get(0),
+        )?;
+        if used > 0 {
+            return Err(Error::Conflict(format!(
+                "the database already holds amounts in {}; cannot switch to {currency}",
+                self.currency
+            )));
+        }
+        self.set_setting("currency", currency.code())
+    }
+
+    /// Reads a setting inside the transaction.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        get(self.conn, key)
+    }
+
+    /// Writes a setting.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+}
