@@ -287,7 +287,7 @@ pub fn export_orders<W: Write>(
 
 /// A parsed CSV file: header positions and records with line numbers.
 struct Table<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineCounter<R>>,
     columns: Vec<String>,
 }
 
@@ -296,7 +296,7 @@ impl<R: Read> Table<R> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
-            .from_reader(input);
+            .from_reader(LineCounter::new(input));
         let headers = reader.headers().map_err(|e| read_error(e, 1))?;
         let columns = headers
             .iter()
@@ -323,25 +323,89 @@ impl<R: Read> Table<R> {
         })
     }
 
+    /// The line on which a record starting at byte `position` begins.
+    fn line_at(&mut self, position: Option<&csv::Position>, fallback: u64) -> u64 {
+        position.map_or(fallback, |p| self.reader.get_mut().line_at(p.byte()))
+    }
+
     /// Calls `f(line, record)` for every data row.
     fn each(&mut self, mut f: impl FnMut(u64, &csv::StringRecord) -> Result<()>) -> Result<()> {
         let mut record = csv::StringRecord::new();
         loop {
-            let line = self.reader.position().line();
+            let before = self.reader.position().byte();
+            let fallback = self.reader.get_mut().line_at(before);
             match self.reader.read_record(&mut record) {
                 Ok(false) => return Ok(()),
                 Ok(true) => {
-                    let line = record.position().map_or(line, |p| p.line());
+                    let line = self.line_at(record.position(), fallback);
                     f(line, &record).map_err(|e| e.at_line(line))?;
                 }
-                Err(e) => return Err(read_error(e, line)),
+                Err(e) => {
+                    let line = self.line_at(e.position(), fallback);
+                    return Err(read_error(e, line));
+                }
             }
         }
     }
 }
 
-fn read_error(e: csv::Error, fallback_line: u64) -> Error {
-    let line = e.position().map_or(fallback_line, |p| p.line());
+/// Counts lines for error messages. The csv crate's `Position::line` runs
+/// one behind after a CRLF terminator (BurntSushi/rust-csv#395) or a blank
+/// line (#208): a record's position is taken before the rest of the previous
+/// terminator is skipped. Every file oms exports ends its lines with CRLF,
+/// so this wrapper keeps the bytes from the current record on (bounded by
+/// the reader's read-ahead and one record) and counts the newlines itself.
+struct LineCounter<R> {
+    inner: R,
+    /// Bytes from offset `start` on, as the csv reader read them.
+    window: std::collections::VecDeque<u8>,
+    start: u64,
+    /// Newlines before `start`.
+    newlines: u64,
+}
+
+impl<R> LineCounter<R> {
+    fn new(inner: R) -> Self {
+        LineCounter {
+            inner,
+            window: std::collections::VecDeque::new(),
+            start: 0,
+            newlines: 0,
+        }
+    }
+
+    /// The 1-based line of the first byte of the record whose position is
+    /// `offset`, skipping the terminator bytes and blank lines the reader
+    /// skips. Forgets everything before `offset`; offsets never go back.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        while self.start < offset {
+            match self.window.pop_front() {
+                Some(byte) => {
+                    self.newlines += u64::from(byte == b'\n');
+                    self.start += 1;
+                }
+                None => break,
+            }
+        }
+        let skipped = self
+            .window
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        1 + self.newlines + skipped
+    }
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.window.extend(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn read_error(e: csv::Error, line: u64) -> Error {
     match e.into_kind() {
         csv::ErrorKind::Io(io) => Error::io("reading CSV", io),
         csv::ErrorKind::Utf8 { .. } => Error::invalid("not valid UTF-8").at_line(line),

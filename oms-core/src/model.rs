@@ -27,9 +27,12 @@ impl Sku {
                 "invalid SKU {input:?}: must be 1 to 64 characters"
             )));
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // `;` separates lines in the `items` CSV cell (SKU*QTY;SKU*QTY).
+        if s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ';')
+        {
             return Err(Error::invalid(format!(
-                "invalid SKU {input:?}: no spaces or control characters"
+                "invalid SKU {input:?}: no spaces, semicolons or control characters"
             )));
         }
         Ok(Sku(s.to_string()))
@@ -255,7 +258,7 @@ pub struct CustomerPatch {
 }
 
 /// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -457,6 +460,10 @@ mod tests {
     fn sku_rules() {
         assert!(Sku::parse("LAPTOP-13").is_ok());
         assert!(Sku::parse("has space").is_err());
+        assert!(
+            Sku::parse("A;B").is_err(),
+            "would break the items cell of --by-order"
+        );
         assert!(Sku::parse("").is_err());
         assert!(Sku::parse(&"x".repeat(65)).is_err());
     }
