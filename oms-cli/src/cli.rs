@@ -17,8 +17,12 @@ Exit codes:
   5  invalid input: validation, bad CSV row
 
 Environment:
-  OMS_DB   database file (default ./oms.db)
-  OMS_LOG  log filter for stderr, e.g. debug";
+  OMS_DB          database file (default ./oms.db)
+  OMS_LOG         log filter for stderr, e.g. debug
+  OMS_LISTEN      oms serve: address (default 127.0.0.1:8080)
+  OMS_JWT_SECRET  oms serve / token create: HS256 secret, at least 32 bytes
+                  (default: generated once and kept in the database)
+  OMS_LOG_FORMAT  oms serve: json or text";
 
 /// oms — order management on a SQLite file: products, customers, orders with
 /// stock reservations and a strict status machine, CSV in and out.
@@ -74,6 +78,11 @@ pub enum Command {
     Verify,
     /// Write a consistent copy of the database, safe while others write.
     Backup(commands::backup::BackupArgs),
+    /// Serve the HTTP API on this database (see the README for endpoints).
+    Serve(commands::serve::ServeArgs),
+    /// Mint tokens for scripts calling the daemon.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }

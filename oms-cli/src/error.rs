@@ -24,6 +24,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The daemon could not start or stopped with an error.
+    #[error("{0}")]
+    Serve(String),
     /// Arguments that parse but make no sense together.
     #[error("{0}")]
     Usage(String),
@@ -58,7 +61,7 @@ impl CliError {
                 ErrorKind::Invalid => exit::INVALID,
                 ErrorKind::Busy | ErrorKind::Internal => exit::INTERNAL,
             },
-            CliError::Io { .. } => exit::INTERNAL,
+            CliError::Io { .. } | CliError::Serve(_) => exit::INTERNAL,
             CliError::Usage(_) => exit::USAGE,
         }
     }

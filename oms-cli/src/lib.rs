@@ -30,7 +30,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
-    init_tracing(cli.global.verbose);
+    // The daemon sets up its own logging (OMS_LOG, OMS_LOG_FORMAT).
+    if !matches!(cli.command, cli::Command::Serve(_)) {
+        init_tracing(cli.global.verbose);
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,

@@ -23,8 +23,8 @@ pub use model::*;
 pub use money::{Currency, Money};
 pub use status::Status;
 pub use store::{
-    Actor, DriftReport, ExpireOutcome, ImportSummary, Options, PlaceOutcome, SCHEMA_VERSION, Store,
-    WriteTx,
+    Actor, DriftReport, ExpireOutcome, GroupJob, ImportSummary, Options, PlaceOutcome,
+    SCHEMA_VERSION, Store, WriteTx,
 };
 pub use store::{CustomerQuery, ProductQuery, Upserted};
 pub use timestamp::Timestamp;

@@ -8,6 +8,8 @@ pub mod customer;
 pub mod init;
 pub mod order;
 pub mod product;
+pub mod serve;
+pub mod token;
 pub mod user;
 
 use oms_core::{Actor, Store};
@@ -57,6 +59,8 @@ pub fn run(cli: Cli) -> Result {
         Command::Changes(args) => changes::run(&ctx, args),
         Command::Verify => verify(&ctx),
         Command::Backup(args) => backup::run(&ctx, args),
+        Command::Serve(args) => serve::run(&ctx, args),
+        Command::Token(cmd) => token::run(&ctx, cmd),
         Command::Completions(args) => completions::run(args),
     }
 }

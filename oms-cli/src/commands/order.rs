@@ -210,9 +210,7 @@ pub fn run(ctx: &Ctx, cmd: OrderCommand) -> Result {
                 csvio::export_orders(store, &filter, args.by_order, out)
             })
         }
-        OrderCommand::Import(args) => {
-            super::import(ctx, &args, "order", |tx, r| csvio::import_orders(tx, r))
-        }
+        OrderCommand::Import(args) => super::import(ctx, &args, "order", csvio::import_orders),
         OrderCommand::Expire(args) => {
             let cutoff = Timestamp::now().minus(args.older_than);
             let mut store = ctx.store()?;

@@ -156,7 +156,7 @@ pub fn run(ctx: &Ctx, cmd: ProductCommand) -> Result {
             ctx.out().one(&product)
         }
         ProductCommand::Import(args) => {
-            super::import(ctx, &args, "product", |tx, r| csvio::import_products(tx, r))
+            super::import(ctx, &args, "product", csvio::import_products)
         }
         ProductCommand::Export => {
             super::export(ctx, |store, out| csvio::export_products(store, out))

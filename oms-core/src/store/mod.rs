@@ -10,6 +10,7 @@
 
 mod changes;
 mod customers;
+mod group;
 mod inventory;
 mod orders;
 mod products;
@@ -21,6 +22,7 @@ mod verify;
 pub use customers::CustomerQuery;
 pub use products::{ProductQuery, Upserted};
 
+use std::cell::Cell;
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,6 +30,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::{Currency, Error, Result, Timestamp};
 
+pub use group::GroupJob;
 pub use orders::{ExpireOutcome, PlaceOutcome};
 pub use schema::SCHEMA_VERSION;
 pub use verify::DriftReport;
@@ -194,23 +197,48 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = {
-            let wtx = WriteTx {
-                conn: &tx,
-                actor,
-                now: Timestamp::now(),
-                currency: self.currency,
-            };
-            f(&wtx)?
+        let wtx = WriteTx {
+            conn: &tx,
+            actor,
+            now: Timestamp::now(),
+            currency: self.currency,
+            new_currency: Cell::new(None),
         };
+        let out = f(&wtx)?;
+        let new_currency = wtx.new_currency.get();
         if commit {
             tx.commit()?;
+            if let Some(currency) = new_currency {
+                self.currency = currency;
+            }
         } else {
             tx.rollback()?;
         }
-        // The currency may have been changed by `init --currency`.
-        self.currency = settings::currency(&self.conn)?;
         Ok(out)
+    }
+
+    /// Opens an existing database read-only (the daemon's read pool).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(
+            path,
+            &Options {
+                read_only: true,
+                create: false,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// A database-wide setting.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        settings::get(&self.conn, key)
+    }
+
+    /// Checks that the database answers a query (health checks).
+    pub fn ping(&self) -> Result<()> {
+        self.conn
+            .query_row("SELECT count(*) FROM settings", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
     }
 
     /// A counter that changes whenever another connection commits (SQLite's
@@ -245,6 +273,8 @@ pub struct WriteTx<'a> {
     actor: &'a Actor,
     now: Timestamp,
     currency: Currency,
+    /// Set by `set_currency`, applied to the `Store` after commit.
+    new_currency: Cell<Option<Currency>>,
 }
 
 impl WriteTx<'_> {

@@ -46,12 +46,24 @@ impl WriteTx<'_> {
                 self.currency
             )));
         }
-        self.set_setting("currency", currency.code())
+        self.set_setting("currency", currency.code())?;
+        self.new_currency.set(Some(currency));
+        Ok(())
     }
 
     /// Reads a setting inside the transaction.
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         get(self.conn, key)
+    }
+
+    /// The value of `key`, generating 32 random bytes (hex) the first time.
+    pub fn ensure_secret(&self, key: &str) -> Result<String> {
+        self.conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, lower(hex(randomblob(32))))
+             ON CONFLICT (key) DO NOTHING",
+            [key],
+        )?;
+        get(self.conn, key)?.ok_or_else(|| Error::Database(format!("setting {key} vanished")))
     }
 
     /// Writes a setting.

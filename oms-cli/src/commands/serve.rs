@@ -1,0 +1,47 @@
+//! `oms serve`: the HTTP daemon on this database.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use oms_daemon::Config;
+
+use super::Ctx;
+use crate::error::{CliError, Result};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "OMS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Fill an empty database with the demo data first and print the demo
+    /// admin login.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+pub fn run(ctx: &Ctx, args: ServeArgs) -> Result {
+    if args.demo {
+        let empty = ctx.store()?.products(&Default::default())?.is_empty();
+        if empty {
+            super::init::load_demo(ctx, None)?;
+        }
+    }
+    let mut config = Config::new(ctx.global.db.clone());
+    config.listen = args.listen;
+    config.jwt_secret = std::env::var("OMS_JWT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let demo = args.demo;
+    oms_daemon::run(config, |addr| {
+        eprintln!("oms serving http://{addr}/ (Ctrl-C to stop)");
+        if demo {
+            eprintln!(
+                "demo admin: {} / {}  (POST /auth/login for a token)",
+                crate::demo::ADMIN_EMAIL,
+                crate::demo::ADMIN_PASSWORD
+            );
+        }
+    })
+    .map_err(|e| CliError::Serve(e.to_string()))
+}

@@ -1,0 +1,72 @@
+//! Daemon settings, with the defaults of DESIGN §6.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `serve` needs to know.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    /// HS256 secret; `None` means "generate once and keep it in the database".
+    pub jwt_secret: Option<String>,
+    /// Lifetime of tokens issued by `/auth/login`.
+    pub token_ttl: Duration,
+    /// Largest request body accepted (413 above).
+    pub max_body: usize,
+    /// Most connections open at once; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Most long-poll requests waiting at once (503 above).
+    pub max_waiters: usize,
+    /// Read-only connections for queries.
+    pub read_pool: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Most jobs committed in one writer transaction.
+    pub max_batch: usize,
+    /// How often waiting long-polls look for commits by other processes.
+    pub external_poll: Duration,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret is never printed.
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("db", &self.db)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_body", &self.max_body)
+            .field("max_connections", &self.max_connections)
+            .field("max_waiters", &self.max_waiters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Defaults for a database file, listening on 127.0.0.1:8080.
+    pub fn new(db: PathBuf) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            db,
+            jwt_secret: None,
+            token_ttl: Duration::from_secs(24 * 3600),
+            max_body: 1024 * 1024,
+            max_connections: 16_384,
+            max_waiters: 12_000,
+            read_pool: 4,
+            header_read_timeout: Duration::from_secs(10),
+            max_batch: 512,
+            external_poll: Duration::from_millis(50),
+            shutdown_grace: Duration::from_secs(8),
+        }
+    }
+}
+
+/// The shortest `OMS_JWT_SECRET` accepted.
+pub const MIN_SECRET_LEN: usize = 32;

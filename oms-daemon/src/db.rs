@@ -1,0 +1,230 @@
+//! The bridge between async handlers and synchronous SQLite.
+//!
+//! Writes: one dedicated thread owns the write connection. It takes every
+//! job queued at the moment (up to `max_batch`) and commits them together
+//! with [`Store::write_group`]: one transaction, a SAVEPOINT per job, one
+//! fsync. A job's answer is sent only after the commit returned, so an
+//! acknowledged write is durable. The queue is bounded: when it is full,
+//! handlers wait (back-pressure) instead of piling up memory.
+//!
+//! Reads: a small pool of read-only connections used from `spawn_blocking`,
+//! never from a runtime thread. No read transaction outlives one call.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use oms_core::{Actor, Error, GroupJob, Result, Store, WriteTx};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::feed::Feed;
+use crate::metrics::Metrics;
+
+/// A write waiting for the writer thread.
+trait Job: GroupJob {
+    /// Sends the outcome once the group's commit is known.
+    fn finish(self: Box<Self>, commit: std::result::Result<(), &Error>);
+}
+
+struct TypedJob<T, F> {
+    actor: Actor,
+    work: Option<F>,
+    outcome: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> GroupJob for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&WriteTx<'_>) -> Result<T> + Send,
+{
+    fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    fn run(&mut self, tx: &WriteTx<'_>) -> bool {
+        let outcome = match self.work.take() {
+            Some(work) => work(tx),
+            None => Err(Error::Database("write job ran twice".into())),
+        };
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&WriteTx<'_>) -> Result<T> + Send,
+{
+    fn finish(self: Box<Self>, commit: std::result::Result<(), &Error>) {
+        let result = match commit {
+            Ok(()) => self
+                .outcome
+                .unwrap_or_else(|| Err(Error::Database("write job never ran".into()))),
+            Err(e) => Err(copy_error(e)),
+        };
+        // The requester may have gone away; the write stands either way.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// A commit failure reported to every job of the group.
+fn copy_error(e: &Error) -> Error {
+    match e {
+        Error::Busy { timeout_ms } => Error::Busy {
+            timeout_ms: *timeout_ms,
+        },
+        other => Error::Database(format!("commit failed: {other}")),
+    }
+}
+
+/// Handles to the writer thread and the read pool.
+pub struct Db {
+    jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Arc<ReadPool>,
+}
+
+struct ReadPool {
+    conns: Mutex<Vec<Store>>,
+    permits: Semaphore,
+}
+
+impl Db {
+    /// Opens the write connection (migrating the schema) and `readers`
+    /// read-only connections, and starts the writer thread.
+    pub fn open(
+        path: &std::path::Path,
+        readers: usize,
+        max_batch: usize,
+        feed: Arc<Feed>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Db> {
+        let store = Store::open(path)?;
+        let mut conns = Vec::with_capacity(readers);
+        for _ in 0..readers.max(1) {
+            conns.push(Store::open_read_only(path)?);
+        }
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>(max_batch.max(1) * 8);
+        let writer = std::thread::Builder::new()
+            .name("oms-writer".into())
+            .spawn(move || writer_loop(store, rx, max_batch.max(1), &feed, &metrics))
+            .map_err(|e| Error::io("cannot start the writer thread", e))?;
+        Ok(Db {
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Arc::new(ReadPool {
+                permits: Semaphore::new(conns.len()),
+                conns: Mutex::new(conns),
+            }),
+        })
+    }
+
+    /// Runs `work` in the next group commit and answers after the commit.
+    pub async fn write<T, F>(&self, actor: Actor, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(TypedJob {
+            actor,
+            work: Some(work),
+            outcome: None,
+            reply,
+        });
+        let sender = self
+            .jobs
+            .lock()
+            .map_err(|_| Error::Database("writer queue poisoned".into()))?
+            .clone()
+            .ok_or_else(|| Error::Database("the server is shutting down".into()))?;
+        sender
+            .send(job)
+            .await
+            .map_err(|_| Error::Database("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Database("the writer dropped a job".into()))?
+    }
+
+    /// Runs `query` on a read-only connection off the runtime threads.
+    pub async fn read<T, F>(&self, query: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Database("read pool closed".into()))?;
+        let pool = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let store = pool
+                .conns
+                .lock()
+                .ok()
+                .and_then(|mut c| c.pop())
+                .ok_or_else(|| Error::Database("read pool is empty".into()))?;
+            let result = query(&store);
+            if let Ok(mut conns) = pool.conns.lock() {
+                conns.push(store);
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::Database(format!("read task failed: {e}")))?
+    }
+
+    /// Stops taking writes, lets the writer commit what is queued, and
+    /// waits for it.
+    pub fn close(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn writer_loop(
+    mut store: Store,
+    mut jobs: mpsc::Receiver<Box<dyn Job>>,
+    max_batch: usize,
+    feed: &Feed,
+    metrics: &Metrics,
+) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    while let Some(first) = jobs.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = store.write_group(batch.iter_mut().map(|job| {
+            let job: &mut dyn GroupJob = job.as_mut();
+            job
+        }));
+        metrics.observe_batch(batch.len());
+        match &result {
+            // Publish after the commit and before answering: a client that
+            // got its answer finds its change in the feed.
+            Ok(()) => match store.last_seq() {
+                Ok(seq) => feed.publish(seq),
+                Err(e) => tracing::warn!(error = %e, "cannot read the last change seq"),
+            },
+            Err(e) => tracing::error!(error = %e, jobs = batch.len(), "group commit failed"),
+        }
+        for job in batch.drain(..) {
+            job.finish(result.as_ref().map(|_| ()));
+        }
+    }
+    tracing::debug!("writer stopped");
+}

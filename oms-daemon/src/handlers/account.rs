@@ -1,0 +1,92 @@
+//! `/auth/register` and `/auth/login`.
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use oms_core::{NewUser, Role, parse_email, parse_name};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Ctx;
+use crate::http::{self, Response};
+use crate::problem::Problem;
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    email: String,
+    password: String,
+    name: String,
+}
+
+/// Creates a customer user and its customer record: 201 with the user.
+pub async fn register(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let body: RegisterBody = http::parse_json(
+        &bytes,
+        &["email", "password", "name"],
+        &["id", "role", "customer_id", "created_at", "password_hash"],
+    )?;
+    let email = parse_email(&body.email)?;
+    let name = parse_name("name", &body.name)?;
+    let hash = ctx.app.hasher.hash(body.password).await?;
+    let user = ctx
+        .app
+        .db
+        .write(ctx.access.actor(), move |tx| {
+            tx.add_user(&NewUser {
+                email,
+                name,
+                role: Role::Customer,
+                password_hash: Some(hash),
+            })
+        })
+        .await?;
+    Ok(http::json(StatusCode::CREATED, &user))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+/// Checks a password and answers a token. An unknown e-mail answers
+/// exactly like a wrong password, after the same work.
+pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    ctx.app
+        .login_by_ip
+        .check(&ctx.peer.ip().to_string())
+        .map_err(Problem::too_many)?;
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let body: LoginBody = http::parse_json(&bytes, &["email", "password"], &[])?;
+    let account = body.email.trim().to_ascii_lowercase();
+    ctx.app
+        .login_by_account
+        .check(&account)
+        .map_err(Problem::too_many)?;
+    let email = body.email.clone();
+    let found = ctx
+        .app
+        .db
+        .read(move |store| store.credentials(&email))
+        .await?;
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), hash),
+        None => (None, None),
+    };
+    let ok = ctx.app.hasher.verify(body.password, hash).await;
+    let Some(user) = user.filter(|_| ok) else {
+        return Err(Problem::unauthorized("wrong e-mail or password"));
+    };
+    let (token, expires_at) = ctx
+        .app
+        .keys
+        .mint(&user, ctx.app.config.token_ttl)
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot sign a token");
+            Problem::internal()
+        })?;
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"token": token, "expires_at": expires_at, "role": user.role}),
+    ))
+}

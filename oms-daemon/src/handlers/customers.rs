@@ -1,0 +1,132 @@
+//! `/api/customers` and `/api/customers/{id}`.
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use oms_core::{
+    CustomerId, CustomerPatch, CustomerQuery, CustomerRef, NewCustomer, parse_email, parse_name,
+};
+use serde::Deserialize;
+
+use super::Ctx;
+use super::products::MAX_LIMIT;
+use crate::http::{self, Page, Response};
+use crate::problem::Problem;
+
+const SERVER_SET: &[&str] = &["id", "created_at", "updated_at"];
+
+pub async fn list(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let q = http::query(req.uri());
+    let limit = http::query_num::<u64>(&q, "limit")?
+        .unwrap_or(50)
+        .clamp(1, MAX_LIMIT);
+    let query = CustomerQuery {
+        search: q.get("q").cloned().filter(|s| !s.is_empty()),
+        limit: Some(limit),
+        after: http::query_num::<i64>(&q, "after")?.map(CustomerId),
+    };
+    let items = ctx
+        .app
+        .db
+        .read(move |store| store.customers(&query))
+        .await?;
+    Ok(http::json(
+        StatusCode::OK,
+        &Page::new(items, limit, |c| c.id.get()),
+    ))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: String,
+    email: String,
+    phone: Option<String>,
+}
+
+pub async fn create(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let body: CreateBody = http::parse_json(&bytes, &["name", "email", "phone"], SERVER_SET)?;
+    let new = NewCustomer {
+        name: parse_name("name", &body.name)?,
+        email: parse_email(&body.email)?,
+        phone: body
+            .phone
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty()),
+    };
+    let customer = ctx
+        .app
+        .db
+        .write(ctx.access.actor(), move |tx| tx.add_customer(&new))
+        .await?;
+    Ok(http::json(StatusCode::CREATED, &customer))
+}
+
+/// A customer may read only its own record; any other id answers 404.
+pub async fn get(ctx: Ctx<'_>) -> Result<Response, Problem> {
+    let id = CustomerId(ctx.id()?);
+    if !ctx.access.can_see(id) {
+        return Err(Problem::not_found(format!("customer {id} not found")));
+    }
+    let customer = ctx
+        .app
+        .db
+        .read(move |store| store.customer(&CustomerRef::Id(id)))
+        .await?;
+    Ok(http::json(StatusCode::OK, &customer))
+}
+
+#[derive(Deserialize)]
+struct UpdateBody {
+    name: Option<String>,
+    email: Option<String>,
+    /// `null` clears the phone.
+    #[serde(default, with = "double_option")]
+    phone: Option<Option<String>>,
+}
+
+/// Distinguishes an absent field (leave alone) from `null` (clear).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let id = CustomerId(ctx.id()?);
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let body: UpdateBody = http::parse_json(&bytes, &["name", "email", "phone"], SERVER_SET)?;
+    let patch = CustomerPatch {
+        name: body
+            .name
+            .as_deref()
+            .map(|n| parse_name("name", n))
+            .transpose()?,
+        email: body.email.as_deref().map(parse_email).transpose()?,
+        phone: body
+            .phone
+            .map(|p| p.map(|p| p.trim().to_string()).filter(|p| !p.is_empty())),
+    };
+    let customer = ctx
+        .app
+        .db
+        .write(ctx.access.actor(), move |tx| {
+            tx.update_customer(&CustomerRef::Id(id), &patch)
+        })
+        .await?;
+    Ok(http::json(StatusCode::OK, &customer))
+}
+
+pub async fn remove(ctx: Ctx<'_>) -> Result<Response, Problem> {
+    let id = CustomerId(ctx.id()?);
+    ctx.app
+        .db
+        .write(ctx.access.actor(), move |tx| {
+            tx.remove_customer(&CustomerRef::Id(id))
+        })
+        .await?;
+    Ok(http::empty(StatusCode::NO_CONTENT))
+}

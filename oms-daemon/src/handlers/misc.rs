@@ -1,0 +1,39 @@
+//! Health, metrics and the OpenAPI document.
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use super::Ctx;
+use crate::http::{self, Response};
+use crate::problem::Problem;
+
+/// The OpenAPI document describing every route.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// 200 when the database answers a query, 503 otherwise.
+pub async fn healthz(ctx: Ctx<'_>) -> Result<Response, Problem> {
+    match ctx.app.db.read(|store| store.ping()).await {
+        Ok(()) => Ok(http::json(StatusCode::OK, &json!({"status": "ok"}))),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            Ok(http::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "detail": "the database does not answer"}),
+            ))
+        }
+    }
+}
+
+/// Prometheus text format.
+pub fn metrics(ctx: Ctx<'_>) -> Result<Response, Problem> {
+    let text = ctx.app.metrics.render(ctx.app.feed.waiters());
+    Ok(http::with_type(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        text,
+    ))
+}
+
+pub fn openapi() -> Response {
+    http::with_type(StatusCode::OK, "application/json", OPENAPI)
+}

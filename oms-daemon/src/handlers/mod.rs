@@ -1,0 +1,76 @@
+//! Request handlers, one module per resource. Each receives a [`Ctx`]
+//! whose `access` was decided by `routes::authorize` before it runs.
+
+mod account;
+mod changes;
+mod customers;
+mod misc;
+mod orders;
+mod products;
+
+use std::net::SocketAddr;
+
+use hyper::Request;
+use hyper::body::Incoming;
+
+use crate::App;
+use crate::http::Response;
+use crate::problem::Problem;
+use crate::routes::{Access, Route};
+
+/// What every handler gets.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub access: Access,
+    /// The `{id}` or `{tracking_code}` of the path.
+    pub param: Option<String>,
+    pub peer: SocketAddr,
+}
+
+impl Ctx<'_> {
+    /// The path parameter as a positive integer id (404 otherwise: a
+    /// malformed id names nothing).
+    pub fn id(&self) -> Result<i64, Problem> {
+        self.param
+            .as_deref()
+            .and_then(|p| p.parse::<i64>().ok())
+            .filter(|id| *id > 0)
+            .ok_or_else(|| Problem::not_found("no such resource"))
+    }
+}
+
+/// Calls the handler of an authorized request.
+pub async fn dispatch(
+    route: Route,
+    ctx: Ctx<'_>,
+    req: Request<Incoming>,
+) -> Result<Response, Problem> {
+    use hyper::Method;
+    let method = req.method().clone();
+    match (route, method) {
+        (Route::Healthz, _) => misc::healthz(ctx).await,
+        (Route::Metrics, _) => misc::metrics(ctx),
+        (Route::OpenApi, _) => Ok(misc::openapi()),
+        (Route::Register, _) => account::register(ctx, req).await,
+        (Route::Login, _) => account::login(ctx, req).await,
+        (Route::Products, Method::GET) => products::list(ctx, req).await,
+        (Route::Products, _) => products::create(ctx, req).await,
+        (Route::Product, Method::GET) => products::get(ctx).await,
+        (Route::Product, Method::PATCH) => products::update(ctx, req).await,
+        (Route::Product, _) => products::remove(ctx).await,
+        (Route::Customers, Method::GET) => customers::list(ctx, req).await,
+        (Route::Customers, _) => customers::create(ctx, req).await,
+        (Route::Customer, Method::GET) => customers::get(ctx).await,
+        (Route::Customer, Method::PATCH) => customers::update(ctx, req).await,
+        (Route::Customer, _) => customers::remove(ctx).await,
+        (Route::Orders, Method::GET) => orders::list(ctx, req).await,
+        (Route::Orders, _) => orders::place(ctx, req).await,
+        (Route::OrdersExport, _) => orders::export(ctx, req),
+        (Route::Order, Method::GET) => orders::get(ctx).await,
+        (Route::Order, Method::PATCH) => orders::edit(ctx, req).await,
+        (Route::Order, _) => orders::remove(ctx).await,
+        (Route::OrderStatus, _) => orders::set_status(ctx, req).await,
+        (Route::Track, _) => orders::track(ctx).await,
+        (Route::Changes, _) => changes::poll(ctx, req).await,
+    }
+}

@@ -1,0 +1,452 @@
+//! `/api/orders`, `/api/orders/{id}`, `/api/orders/{id}/status`,
+//! `/api/orders/export.csv` and `/api/track/{tracking_code}`.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH, LOCATION};
+use hyper::{Request, StatusCode};
+use oms_core::{
+    CustomerId, CustomerRef, Error, ItemRequest, NewOrder, Order, OrderFilter, OrderId, ProductId,
+    ProductRef, Quantity, Status, Store, Timestamp, csvio,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Ctx;
+use super::products::MAX_LIMIT;
+use crate::http::{self, Page, Response};
+use crate::problem::{FieldError, Problem};
+
+const SERVER_SET: &[&str] = &[
+    "id",
+    "status",
+    "total",
+    "currency",
+    "tracking_code",
+    "idempotency_key",
+    "version",
+    "created_at",
+    "updated_at",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemBody {
+    sku: Option<String>,
+    product_id: Option<i64>,
+    quantity: i64,
+}
+
+#[derive(Deserialize)]
+struct PlaceBody {
+    customer_id: Option<i64>,
+    items: Vec<ItemBody>,
+    #[serde(default)]
+    payment_collected: bool,
+}
+
+fn items(body: Vec<ItemBody>) -> Result<Vec<ItemRequest>, Problem> {
+    let mut errors = Vec::new();
+    let mut out = Vec::with_capacity(body.len());
+    for (i, item) in body.into_iter().enumerate() {
+        let product = match (item.sku, item.product_id) {
+            (Some(sku), None) => ProductRef::parse(&sku).map_err(|e| e.to_string()),
+            (None, Some(id)) => Ok(ProductRef::Id(ProductId(id))),
+            _ => Err("give exactly one of sku or product_id".to_string()),
+        };
+        let quantity = Quantity::new(item.quantity).map_err(|e| e.to_string());
+        match (product, quantity) {
+            (Ok(product), Ok(quantity)) => out.push(ItemRequest { product, quantity }),
+            (Err(m), _) | (_, Err(m)) => errors.push(FieldError {
+                field: format!("items[{i}]"),
+                message: m,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Problem::unprocessable("invalid items", errors))
+    }
+}
+
+/// An order answer with its version as the ETag.
+fn order_response(status: StatusCode, order: &Order) -> Response {
+    let mut res = http::json(status, order);
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", order.version)) {
+        res.headers_mut().insert(ETAG, v);
+    }
+    res
+}
+
+/// Removes an idempotency key from the in-flight set when the request ends,
+/// however it ends.
+struct InFlight<'a> {
+    app: &'a crate::App,
+    key: (i64, String),
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.app.in_flight.lock() {
+            set.remove(&self.key);
+        }
+    }
+}
+
+/// Places an order. A customer places for itself; an admin names the
+/// customer. `Idempotency-Key` replays the first answer for the same body,
+/// answers 422 for another body and 409 while the first is in flight.
+pub async fn place(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                    )
+                })?
+                .to_string(),
+        ),
+    };
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let body: PlaceBody = http::parse_json(
+        &bytes,
+        &["customer_id", "items", "payment_collected"],
+        SERVER_SET,
+    )?;
+    let customer = match (ctx.access.own_customer(), body.customer_id) {
+        (Some(own), None) => own,
+        (Some(own), Some(given)) if given == own.get() => own,
+        (Some(_), Some(_)) => {
+            return Err(Problem::forbidden(
+                "a customer places orders only for itself",
+            ));
+        }
+        (None, Some(given)) => CustomerId(given),
+        (None, None) => {
+            return Err(Problem::unprocessable(
+                "customer_id is required",
+                vec![FieldError {
+                    field: "customer_id".into(),
+                    message: "required for an admin".into(),
+                }],
+            ));
+        }
+    };
+    if body.payment_collected && !ctx.access.is_admin() {
+        return Err(Problem::forbidden(
+            "only an admin can place an order as paid",
+        ));
+    }
+    let new = NewOrder {
+        customer: CustomerRef::Id(customer),
+        items: items(body.items)?,
+        paid: body.payment_collected,
+        idempotency_key: key.clone(),
+    };
+    let _guard = match &key {
+        Some(k) => {
+            let entry = (ctx.access.actor_user_id(), k.clone());
+            let inserted = ctx
+                .app
+                .in_flight
+                .lock()
+                .map(|mut set| set.insert(entry.clone()))
+                .unwrap_or(false);
+            if !inserted {
+                return Err(Problem::conflict(
+                    "a request with this Idempotency-Key is still in progress; retry later",
+                ));
+            }
+            Some(InFlight {
+                app: ctx.app,
+                key: entry,
+            })
+        }
+        None => None,
+    };
+    let outcome = ctx
+        .app
+        .db
+        .write(ctx.access.actor(), move |tx| tx.place_order(&new))
+        .await?;
+    let mut res = order_response(StatusCode::CREATED, &outcome.order);
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/orders/{}", outcome.order.id)) {
+        res.headers_mut().insert(LOCATION, v);
+    }
+    if outcome.replayed {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    } else {
+        ctx.app.metrics.order_placed();
+    }
+    Ok(res)
+}
+
+/// The filters of list and export, from the query string. A customer's
+/// filter is pinned to itself.
+fn filter(
+    ctx: &Ctx<'_>,
+    q: &HashMap<String, String>,
+    limit: Option<u64>,
+) -> Result<OrderFilter, Problem> {
+    let time = |name: &str| -> Result<Option<Timestamp>, Problem> {
+        q.get(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| Timestamp::parse(v).map_err(|e| Problem::bad_request(format!("{name}: {e}"))))
+            .transpose()
+    };
+    let requested = q
+        .get("customer")
+        .filter(|v| !v.is_empty())
+        .map(|c| CustomerRef::parse(c).map_err(|e| Problem::bad_request(e.to_string())))
+        .transpose()?;
+    let customer = match ctx.access.own_customer() {
+        Some(own) => {
+            if requested.is_some_and(|r| r != CustomerRef::Id(own)) {
+                return Err(Problem::forbidden("a customer lists only its own orders"));
+            }
+            Some(CustomerRef::Id(own))
+        }
+        None => requested,
+    };
+    Ok(OrderFilter {
+        status: q
+            .get("status")
+            .filter(|v| !v.is_empty())
+            .map(|s| {
+                s.parse::<Status>()
+                    .map_err(|e| Problem::bad_request(e.to_string()))
+            })
+            .transpose()?,
+        customer,
+        since: time("since")?,
+        until: time("until")?,
+        search: q.get("q").cloned().filter(|s| !s.is_empty()),
+        limit,
+        after: http::query_num::<i64>(q, "after")?.map(OrderId),
+    })
+}
+
+pub async fn list(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let q = http::query(req.uri());
+    let limit = http::query_num::<u64>(&q, "limit")?
+        .unwrap_or(50)
+        .clamp(1, MAX_LIMIT);
+    let filter = filter(&ctx, &q, Some(limit))?;
+    let items = ctx.app.db.read(move |store| store.orders(&filter)).await?;
+    Ok(http::json(
+        StatusCode::OK,
+        &Page::new(items, limit, |o| o.id.get()),
+    ))
+}
+
+/// Loads an order the caller may see; another customer's order is 404.
+async fn visible_order(ctx: &Ctx<'_>) -> Result<Order, Problem> {
+    let id = OrderId(ctx.id()?);
+    let order = ctx.app.db.read(move |store| store.order(id)).await?;
+    if !ctx.access.can_see(order.customer_id) {
+        return Err(Problem::not_found(format!("order {id} not found")));
+    }
+    Ok(order)
+}
+
+pub async fn get(ctx: Ctx<'_>) -> Result<Response, Problem> {
+    let order = visible_order(&ctx).await?;
+    Ok(order_response(StatusCode::OK, &order))
+}
+
+/// The version in `If-Match` (`"3"`, `W/"3"` or `3`), if any.
+fn if_match(req: &Request<Incoming>) -> Result<Option<i64>, Problem> {
+    match req.headers().get(IF_MATCH) {
+        None => Ok(None),
+        Some(v) => {
+            let text = v.to_str().unwrap_or_default().trim();
+            if text == "*" {
+                return Ok(None);
+            }
+            text.trim_start_matches("W/")
+                .trim_matches('"')
+                .parse()
+                .map(Some)
+                .map_err(|_| {
+                    Problem::bad_request("If-Match must carry an order version such as \"3\"")
+                })
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    items: Vec<ItemBody>,
+}
+
+pub async fn edit(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let id = OrderId(ctx.id()?);
+    let expected = if_match(&req)?;
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let body: EditBody = http::parse_json(&bytes, &["items"], SERVER_SET)?;
+    let lines = items(body.items)?;
+    let order = ctx
+        .app
+        .db
+        .write(ctx.access.actor(), move |tx| {
+            tx.edit_order(id, &lines, expected)
+        })
+        .await?;
+    Ok(order_response(StatusCode::OK, &order))
+}
+
+#[derive(Deserialize)]
+struct StatusBody {
+    status: String,
+}
+
+/// Admins move orders along the status machine; a customer may only
+/// cancel its own PENDING order (checked inside the write transaction, so
+/// a concurrent payment cannot slip between check and change).
+pub async fn set_status(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let id = OrderId(ctx.id()?);
+    let expected = if_match(&req)?;
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let body: StatusBody = http::parse_json(&bytes, &["status"], &[])?;
+    let to: Status = body.status.parse()?;
+    let own = ctx.access.own_customer();
+    let order = ctx
+        .app
+        .db
+        .write(ctx.access.actor(), move |tx| {
+            if let Some(own) = own {
+                let order = tx.order(id)?;
+                if order.customer_id != own {
+                    return Err(Error::not_found("order", id));
+                }
+                if to != Status::Cancelled
+                    || !matches!(order.status, Status::Pending | Status::Cancelled)
+                {
+                    return Err(Error::Conflict(format!(
+                        "a customer may only cancel its own PENDING order; order {id} is {}",
+                        order.status
+                    )));
+                }
+            }
+            tx.set_status(id, to, expected)
+        })
+        .await?;
+    Ok(order_response(StatusCode::OK, &order))
+}
+
+pub async fn remove(ctx: Ctx<'_>) -> Result<Response, Problem> {
+    let id = OrderId(ctx.id()?);
+    ctx.app
+        .db
+        .write(ctx.access.actor(), move |tx| tx.remove_order(id))
+        .await?;
+    Ok(http::empty(StatusCode::NO_CONTENT))
+}
+
+/// Public tracking: status and timestamps only, no personal data.
+pub async fn track(ctx: Ctx<'_>) -> Result<Response, Problem> {
+    let code = ctx.param.clone().unwrap_or_default();
+    let order = ctx
+        .app
+        .db
+        .read(move |store| store.order_by_tracking_code(&code))
+        .await
+        .map_err(|_| Problem::not_found("unknown tracking code"))?;
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({
+            "tracking_code": order.tracking_code,
+            "status": order.status,
+            "created_at": order.created_at,
+            "updated_at": order.updated_at,
+        }),
+    ))
+}
+
+/// Streams the CSV export chunk by chunk: a blocking task writes into a
+/// bounded channel, so memory stays constant and a slow client slows the
+/// export instead of buffering it.
+pub fn export(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let q = http::query(req.uri());
+    let limit = http::query_num::<u64>(&q, "limit")?;
+    let filter = filter(&ctx, &q, limit)?;
+    let by_order = q.get("by_order").is_some_and(|v| v == "true" || v == "1");
+    let path = ctx.app.config.db.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
+    tokio::task::spawn_blocking(move || {
+        let sink = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result = Store::open_read_only(&path)
+            .and_then(|store| csvio::export_orders(&store, &filter, by_order, sink));
+        if let Err(e) = result {
+            // Headers are gone already: end the body with an error so the
+            // client sees a broken transfer, not a short file.
+            tracing::warn!(error = %e, "order export stopped");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut res = hyper::Response::new(StreamBody::new(stream).boxed());
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    res.headers_mut().insert(
+        "content-disposition",
+        HeaderValue::from_static("attachment; filename=\"orders.csv\""),
+    );
+    Ok(res)
+}
+
+const CHUNK: usize = 64 * 1024;
+
+/// Collects CSV bytes into chunks and hands them to the response body.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(Frame::data(chunk)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+impl Drop for ChannelWriter {
+    fn drop(&mut self) {
+        let _ = self.send();
+    }
+}

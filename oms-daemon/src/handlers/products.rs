@@ -1,0 +1,153 @@
+//! `/api/products` and `/api/products/{id}` (id or SKU).
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use oms_core::{
+    NewProduct, ProductId, ProductPatch, ProductQuery, ProductRef, Restock, Sku, parse_name,
+};
+use serde::Deserialize;
+
+use super::Ctx;
+use crate::http::{self, Page, Response};
+use crate::problem::Problem;
+
+/// Largest page.
+pub const MAX_LIMIT: u64 = 500;
+const DEFAULT_LIMIT: u64 = 50;
+
+const SERVER_SET: &[&str] = &[
+    "id",
+    "stock_reserved",
+    "stock_available",
+    "created_at",
+    "updated_at",
+];
+
+pub async fn list(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let q = http::query(req.uri());
+    let limit = http::query_num::<u64>(&q, "limit")?
+        .unwrap_or(DEFAULT_LIMIT)
+        .clamp(1, MAX_LIMIT);
+    let query = ProductQuery {
+        search: q.get("q").cloned().filter(|s| !s.is_empty()),
+        limit: Some(limit),
+        after: http::query_num::<i64>(&q, "after")?.map(ProductId),
+    };
+    let items = ctx.app.db.read(move |store| store.products(&query)).await?;
+    Ok(http::json(
+        StatusCode::OK,
+        &Page::new(items, limit, |p| p.id.get()),
+    ))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    sku: String,
+    name: String,
+    price: String,
+    #[serde(default)]
+    stock_on_hand: i64,
+    #[serde(default = "yes")]
+    active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub async fn create(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let body: CreateBody = http::parse_json(
+        &bytes,
+        &["sku", "name", "price", "stock_on_hand", "active"],
+        SERVER_SET,
+    )?;
+    let sku = Sku::parse(&body.sku)?;
+    let name = parse_name("name", &body.name)?;
+    let product = ctx
+        .app
+        .db
+        .write(ctx.access.actor(), move |tx| {
+            let price = tx.currency().parse_amount(&body.price)?;
+            tx.add_product(&NewProduct {
+                sku,
+                name,
+                price,
+                stock_on_hand: body.stock_on_hand,
+                active: body.active,
+            })
+        })
+        .await?;
+    Ok(http::json(StatusCode::CREATED, &product))
+}
+
+fn product_ref(ctx: &Ctx<'_>) -> Result<ProductRef, Problem> {
+    let param = ctx.param.as_deref().unwrap_or_default();
+    Ok(ProductRef::parse(param)?)
+}
+
+pub async fn get(ctx: Ctx<'_>) -> Result<Response, Problem> {
+    let target = product_ref(&ctx)?;
+    let product = ctx.app.db.read(move |store| store.product(&target)).await?;
+    Ok(http::json(StatusCode::OK, &product))
+}
+
+#[derive(Deserialize)]
+struct UpdateBody {
+    sku: Option<String>,
+    name: Option<String>,
+    price: Option<String>,
+    active: Option<bool>,
+    /// A stocktake: sets on hand (refused below what is reserved).
+    stock_on_hand: Option<i64>,
+}
+
+pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let target = product_ref(&ctx)?;
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let body: UpdateBody = http::parse_json(
+        &bytes,
+        &["sku", "name", "price", "active", "stock_on_hand"],
+        SERVER_SET,
+    )?;
+    let sku = body.sku.as_deref().map(Sku::parse).transpose()?;
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| parse_name("name", n))
+        .transpose()?;
+    let product = ctx
+        .app
+        .db
+        .write(ctx.access.actor(), move |tx| {
+            let price = body
+                .price
+                .as_deref()
+                .map(|p| tx.currency().parse_amount(p))
+                .transpose()?;
+            let mut product = tx.update_product(
+                &target,
+                &ProductPatch {
+                    sku,
+                    name,
+                    price,
+                    active: body.active,
+                },
+            )?;
+            if let Some(count) = body.stock_on_hand {
+                product = tx.restock(&ProductRef::Id(product.id), Restock::Set(count))?;
+            }
+            Ok(product)
+        })
+        .await?;
+    Ok(http::json(StatusCode::OK, &product))
+}
+
+pub async fn remove(ctx: Ctx<'_>) -> Result<Response, Problem> {
+    let target = product_ref(&ctx)?;
+    ctx.app
+        .db
+        .write(ctx.access.actor(), move |tx| tx.remove_product(&target))
+        .await?;
+    Ok(http::empty(StatusCode::NO_CONTENT))
+}

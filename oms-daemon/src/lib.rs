@@ -1,0 +1,398 @@
+//! `oms-daemon`: `oms serve`, the HTTP face of oms.
+//!
+//! hyper 1.x over tokio, no framework: [`serve`] accepts connections on a
+//! listener it is given until a shutdown future resolves (so tests start it
+//! on port 0 and stop it deterministically); [`service`] authenticates,
+//! authorizes through the table in [`routes`], dispatches to `handlers`,
+//! and logs and counts every request. Writes go through one writer thread
+//! that commits whatever is queued in one transaction ([`db`]).
+
+pub mod auth;
+pub mod config;
+mod db;
+mod feed;
+mod handlers;
+mod http;
+mod metrics;
+pub mod problem;
+pub mod routes;
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use oms_core::Store;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+pub use config::Config;
+pub use http::Response;
+
+use crate::auth::{Hasher, Keys, RateLimiter};
+use crate::db::Db;
+use crate::feed::{ExternalWatcher, Feed};
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Core(#[from] oms_core::Error),
+    #[error(transparent)]
+    Secret(#[from] auth::WeakSecret),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything handlers share.
+pub struct App {
+    pub config: Config,
+    db: Db,
+    feed: Arc<Feed>,
+    metrics: Arc<Metrics>,
+    keys: Keys,
+    hasher: Hasher,
+    login_by_ip: RateLimiter,
+    login_by_account: RateLimiter,
+    /// Idempotency keys whose first request is still running: (user, key).
+    in_flight: Mutex<HashSet<(i64, String)>>,
+    shutdown: watch::Sender<bool>,
+    _watcher: ExternalWatcher,
+}
+
+impl App {
+    /// Opens the database (creating and migrating it), resolves the JWT
+    /// secret and starts the writer and feed threads.
+    pub fn open(config: Config) -> Result<Arc<App>, StartError> {
+        let feed_store = Store::open(&config.db)?;
+        let secret = resolve_secret(&config, &feed_store)?;
+        let keys = Keys::new(secret.as_bytes())?;
+        let feed = Arc::new(Feed::new(feed_store.last_seq()?, config.max_waiters));
+        let metrics = Arc::new(Metrics::new());
+        let db = Db::open(
+            &config.db,
+            config.read_pool,
+            config.max_batch,
+            Arc::clone(&feed),
+            Arc::clone(&metrics),
+        )?;
+        let watcher = ExternalWatcher::start(feed_store, Arc::clone(&feed), config.external_poll)
+            .map_err(|source| StartError::Io {
+            context: "cannot start the feed watcher".into(),
+            source,
+        })?;
+        Ok(Arc::new(App {
+            db,
+            feed,
+            metrics,
+            keys,
+            hasher: Hasher::new(2)?,
+            login_by_ip: RateLimiter::new(30, std::time::Duration::from_secs(60)),
+            login_by_account: RateLimiter::new(10, std::time::Duration::from_secs(60)),
+            in_flight: Mutex::new(HashSet::new()),
+            shutdown: watch::Sender::new(false),
+            _watcher: watcher,
+            config,
+        }))
+    }
+
+    /// Lets the writer commit what is queued and stops it. Call after
+    /// [`serve`] returned.
+    pub fn close(&self) {
+        self.db.close();
+    }
+
+    /// The signing keys (for `oms token create` and tests).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+}
+
+/// The JWT secret: `OMS_JWT_SECRET` if set (refused when short), else one
+/// generated once and kept in the database.
+fn resolve_secret(config: &Config, store: &Store) -> Result<String, StartError> {
+    if let Some(secret) = &config.jwt_secret {
+        if secret.len() < config::MIN_SECRET_LEN {
+            return Err(auth::WeakSecret(secret.len()).into());
+        }
+        return Ok(secret.clone());
+    }
+    if let Some(secret) = store.setting(JWT_SECRET_SETTING)? {
+        return Ok(secret);
+    }
+    // A fresh database: generate it in a write transaction of its own.
+    let mut writer = Store::open(&config.db)?;
+    Ok(writer.write(&oms_core::Actor::system("serve"), |tx| {
+        tx.ensure_secret(JWT_SECRET_SETTING)
+    })?)
+}
+
+/// Where the generated JWT secret is kept.
+pub const JWT_SECRET_SETTING: &str = "jwt_secret";
+
+/// The secret `oms token create` signs with: `OMS_JWT_SECRET`, or the
+/// database's (generated if missing).
+pub fn token_keys(env_secret: Option<String>, db: &std::path::Path) -> Result<Keys, StartError> {
+    let store = Store::open(db)?;
+    let mut config = Config::new(db.to_path_buf());
+    config.jwt_secret = env_secret;
+    Ok(Keys::new(resolve_secret(&config, &store)?.as_bytes())?)
+}
+
+/// Accepts connections until `shutdown` resolves, then stops accepting,
+/// releases long-pollers, and waits (up to the grace period) for in-flight
+/// requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(app.config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn_app = Arc::clone(&app);
+        let svc = service_fn(move |req| {
+            let app = Arc::clone(&conn_app);
+            async move { Ok::<_, Infallible>(service(app, peer, req).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(app.config.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: releasing long-polls, finishing in-flight requests");
+    app.shutdown.send_replace(true);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(app.config.shutdown_grace) => {
+            tracing::warn!("grace period over; closing remaining connections");
+        }
+    }
+    Ok(())
+}
+
+/// One request: request id, authentication, authorization, dispatch,
+/// problem rendering, logging and metrics.
+pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(next_request_id);
+    let matched = routes::match_path(req.uri().path());
+    let route_label = matched.as_ref().map_or("unmatched", |m| m.route.pattern());
+    let path = req.uri().path().to_string();
+
+    let mut response = match matched {
+        None => http::problem(&Problem::not_found(format!("no route for {path}"))),
+        Some(matched) => {
+            let principal = bearer(&req).and_then(|t| app.keys.verify(t));
+            let token_given = req.headers().contains_key(AUTHORIZATION);
+            match routes::authorize(matched.route, &method, principal, peer) {
+                Ok(access) => {
+                    if token_given && principal.is_none() {
+                        // A bad token is refused even where none is needed.
+                        http::problem(&Problem::unauthorized(
+                            "the bearer token is invalid or expired",
+                        ))
+                    } else {
+                        let ctx = handlers::Ctx {
+                            app: &app,
+                            access,
+                            param: matched.param,
+                            peer,
+                        };
+                        match handlers::dispatch(matched.route, ctx, req).await {
+                            Ok(res) => res,
+                            Err(problem) => http::problem(&problem),
+                        }
+                    }
+                }
+                Err(problem) => {
+                    let mut res = http::problem(&problem);
+                    if problem.status == StatusCode::METHOD_NOT_ALLOWED
+                        && let Ok(v) =
+                            HeaderValue::from_str(&routes::allowed_methods(matched.route))
+                    {
+                        res.headers_mut().insert(hyper::header::ALLOW, v);
+                    }
+                    res
+                }
+            }
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    app.metrics.observe_request(
+        route_label,
+        method_label(&method),
+        status,
+        elapsed.as_secs_f64(),
+    );
+    tracing::info!(
+        target: "oms::http",
+        request_id = %request_id,
+        method = %method,
+        path = %path,
+        status,
+        micros = elapsed.as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+fn bearer(req: &Request<Incoming>) -> Option<&str> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn method_label(method: &hyper::Method) -> &'static str {
+    match *method {
+        hyper::Method::GET => "GET",
+        hyper::Method::POST => "POST",
+        hyper::Method::PUT => "PUT",
+        hyper::Method::PATCH => "PATCH",
+        hyper::Method::DELETE => "DELETE",
+        hyper::Method::HEAD => "HEAD",
+        hyper::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn next_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let prefix =
+        PREFIX.get_or_init(|| std::process::id() ^ (Instant::now().elapsed().subsec_nanos()));
+    format!("{prefix:08x}-{:010x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs `oms serve` until SIGINT or SIGTERM: binds, serves, shuts down
+/// gracefully, commits what is queued, returns.
+pub fn run(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<(), StartError> {
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| StartError::Io {
+            context: "cannot start the async runtime".into(),
+            source,
+        })?;
+    runtime.block_on(async move {
+        let listen = config.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Io {
+                context: format!("cannot listen on {listen}"),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| StartError::Io {
+            context: "cannot read the listening address".into(),
+            source,
+        })?;
+        let app = App::open(config)?;
+        tracing::info!(address = %local, "listening");
+        on_ready(local);
+        serve(listener, Arc::clone(&app), shutdown_signal())
+            .await
+            .map_err(|source| StartError::Io {
+                context: "server failed".into(),
+                source,
+            })?;
+        let closing = Arc::clone(&app);
+        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Logs to stderr: `OMS_LOG` is the filter (default info),
+/// `OMS_LOG_FORMAT=json` switches to JSON lines.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OMS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("OMS_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
