@@ -324,7 +324,7 @@ impl WriteTx<'_> {
             }
             let customer = customers::get(self.conn, &new.customer)?;
             let (lines, mut failures) = self.resolve_lines(&new.items)?;
-            let fingerprint = fingerprint(customer.id, &lines, &failures);
+            let fingerprint = fingerprint(customer.id, new.paid, &lines, &failures);
 
             if let Some(key) = &new.idempotency_key {
                 let existing: Option<(i64, Option<String>)> = self
@@ -716,9 +716,15 @@ fn check_idempotency_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// What an idempotency key promises: the same customer and the same
-/// quantities of the same products (order of lines does not matter).
-fn fingerprint(customer: CustomerId, lines: &[Line], failures: &[LineFailure]) -> String {
+/// What an idempotency key promises: the same customer, the same
+/// quantities of the same products (order of lines does not matter) and the
+/// same payment flag.
+fn fingerprint(
+    customer: CustomerId,
+    paid: bool,
+    lines: &[Line],
+    failures: &[LineFailure],
+) -> String {
     let mut parts: Vec<String> = lines
         .iter()
         .map(|l| format!("{}*{}", l.product.id, l.quantity))
@@ -729,5 +735,6 @@ fn fingerprint(customer: CustomerId, lines: &[Line], failures: &[LineFailure]) -
             .map(|f| format!("?{}*{}", f.product, f.requested)),
     );
     parts.sort();
-    format!("c{customer}:{}", parts.join(","))
+    let paid = if paid { ":paid" } else { "" };
+    format!("c{customer}{paid}:{}", parts.join(","))
 }
