@@ -18,8 +18,10 @@ impl WriteTx<'_> {
         entity: &str,
         entity_id: i64,
         customer_id: Option<CustomerId>,
-        data: &serde_json::Value,
+        data: &impl serde::Serialize,
     ) -> Result<Seq> {
+        let data = serde_json::to_string(data)
+            .map_err(|e| crate::Error::Database(format!("cannot encode change data: {e}")))?;
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO changes (at, type, entity, entity_id, actor, customer_id, data)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -31,7 +33,7 @@ impl WriteTx<'_> {
             entity_id,
             self.actor.label(),
             customer_id.map(CustomerId::get),
-            data.to_string(),
+            data,
         ])?;
         Ok(Seq(self.conn.last_insert_rowid()))
     }

@@ -123,7 +123,7 @@ impl WriteTx<'_> {
                 "customer",
                 id.get(),
                 Some(id),
-                &json!(customer),
+                &customer,
             )?;
             Ok(customer)
         })
@@ -169,7 +169,7 @@ impl WriteTx<'_> {
                 "customer",
                 after.id.get(),
                 Some(after.id),
-                &json!(after),
+                &after,
             )?;
             Ok(after)
         })

@@ -10,7 +10,7 @@ use std::cell::Cell;
 
 use rusqlite::TransactionBehavior;
 
-use super::{Actor, Store, WriteTx};
+use super::{Actor, Store, WriteTx, savepoint};
 use crate::{Result, Timestamp};
 
 /// One write of a group.
@@ -42,11 +42,12 @@ impl Store {
                 currency: self.currency,
                 new_currency: Cell::new(None),
             };
-            tx.execute_batch("SAVEPOINT job")?;
+            savepoint(&tx, "SAVEPOINT job")?;
             if job.run(&wtx) {
-                tx.execute_batch("RELEASE job")?;
+                savepoint(&tx, "RELEASE job")?;
             } else {
-                tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                savepoint(&tx, "ROLLBACK TO job")?;
+                savepoint(&tx, "RELEASE job")?;
             }
         }
         tx.commit()?;

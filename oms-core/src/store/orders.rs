@@ -32,6 +32,9 @@ pub struct PlaceOutcome {
     /// True when the idempotency key had been used with the same contents:
     /// this is the original order and nothing was written.
     pub replayed: bool,
+    /// On a replay, the order as it was when first placed (JSON, the body
+    /// of the first answer); `order` is how it is now.
+    pub first_answer: Option<String>,
 }
 
 /// What `expire_pending` cancelled.
@@ -339,9 +342,19 @@ impl WriteTx<'_> {
                     .optional()?;
                 if let Some((order_id, stored)) = existing {
                     if stored.as_deref() == Some(fingerprint.as_str()) {
+                        let first_answer = self
+                            .conn
+                            .prepare_cached(
+                                "SELECT data FROM changes
+                                 WHERE type = 'order.placed' AND entity_id = ?1
+                                 ORDER BY seq LIMIT 1",
+                            )?
+                            .query_row([order_id], |r| r.get(0))
+                            .optional()?;
                         return Ok(PlaceOutcome {
                             order: get_order(self.conn, OrderId(order_id))?,
                             replayed: true,
+                            first_answer,
                         });
                     }
                     return Err(Error::IdempotencyMismatch {
@@ -364,7 +377,8 @@ impl WriteTx<'_> {
                     .ok_or_else(|| Error::invalid("order total is too large"))?;
             }
 
-            let order_id = self.insert_order(customer.id, status, total, new, &fingerprint)?;
+            let (order_id, tracking_code) =
+                self.insert_order(customer.id, status, total, new, &fingerprint)?;
             let reserve = status != Status::Cancelled;
             for line in &lines {
                 if reserve
@@ -387,18 +401,46 @@ impl WriteTx<'_> {
                     self.ship(line.product.id, line.quantity, order_id)?;
                 }
             }
-            let order = get_order(self.conn, order_id)?;
+            // Built from what was just written rather than read back: this
+            // is the hot path of the daemon.
+            let order = Order {
+                id: order_id,
+                customer_id: customer.id,
+                status,
+                items: lines
+                    .iter()
+                    .map(|l| OrderItem {
+                        product_id: l.product.id,
+                        sku: l.product.sku.clone(),
+                        name: l.product.name.clone(),
+                        unit_price: l.product.price,
+                        quantity: l.quantity,
+                        line_total: self
+                            .currency
+                            .from_minor(l.product.price.minor().saturating_mul(l.quantity)),
+                    })
+                    .collect(),
+                total,
+                currency: self.currency,
+                payment_collected: matches!(status, Status::Paid | Status::Fulfilled),
+                tracking_code,
+                idempotency_key: new.idempotency_key.clone(),
+                version: 1,
+                created_at: self.now,
+                updated_at: self.now,
+            };
             self.log_change(
                 "order.placed",
                 "order",
                 order_id.get(),
                 Some(customer.id),
-                &json!(order),
+                &order,
             )?;
             self.enqueue_notification(&order, "received")?;
             Ok(PlaceOutcome {
                 order,
                 replayed: false,
+                first_answer: None,
             })
         })
     }
@@ -410,16 +452,19 @@ impl WriteTx<'_> {
         total: crate::Money,
         new: &NewOrder,
         fingerprint: &str,
-    ) -> Result<OrderId> {
+    ) -> Result<(OrderId, String)> {
         let paid = matches!(status, Status::Paid | Status::Fulfilled);
-        self.conn
+        Ok(self
+            .conn
             .prepare_cached(
                 "INSERT INTO orders (customer_id, status, total, currency, payment_collected,
                      tracking_code, idempotency_scope, idempotency_key, request_fingerprint,
                      version, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'TRK' || upper(hex(randomblob(8))), ?6, ?7, ?8, 1, ?9, ?9)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'TRK' || upper(hex(randomblob(8))), ?6, ?7, ?8, 1, ?9, ?9)
+                 RETURNING id, tracking_code",
             )?
-            .execute(params![
+            .query_row(
+                params![
                 customer.get(),
                 status.as_str(),
                 total.minor(),
@@ -427,10 +472,11 @@ impl WriteTx<'_> {
                 paid,
                 self.actor.label(),
                 new.idempotency_key,
-                fingerprint,
-                self.now.millis()
-            ])?;
-        Ok(OrderId(self.conn.last_insert_rowid()))
+                    fingerprint,
+                    self.now.millis()
+                ],
+                |r| Ok((OrderId(r.get(0)?), r.get(1)?)),
+            )?)
     }
 
     /// Writes the lines; `kept_prices` keeps the snapshot price of products
@@ -537,7 +583,7 @@ impl WriteTx<'_> {
                 )?
                 .execute(params![id.get(), total.minor(), self.now.millis()])?;
             let order = get_order(self.conn, id)?;
-            self.log_change("order.updated", "order", id.get(), Some(order.customer_id), &json!(order))?;
+            self.log_change("order.updated", "order", id.get(), Some(order.customer_id), &order)?;
             Ok(order)
         })
     }
@@ -737,4 +783,49 @@ fn fingerprint(
     parts.sort();
     let paid = if paid { ":paid" } else { "" };
     format!("c{customer}{paid}:{}", parts.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        Actor, CustomerRef, ItemRequest, NewCustomer, NewOrder, NewProduct, ProductRef, Quantity,
+        Sku, Store,
+    };
+
+    /// The order returned by placement is built in memory; it must be what
+    /// reading it back gives.
+    #[test]
+    fn placed_order_equals_the_stored_one() {
+        let mut store = Store::open_in_memory().unwrap();
+        let placed = store
+            .write(&Actor::cli(), |tx| {
+                for (sku, price) in [("A", "1.25"), ("B", "3.00")] {
+                    tx.add_product(&NewProduct {
+                        sku: Sku::parse(sku)?,
+                        name: format!("Product {sku}"),
+                        price: tx.currency().parse_amount(price)?,
+                        stock_on_hand: 10,
+                        active: true,
+                    })?;
+                }
+                tx.add_customer(&NewCustomer {
+                    name: "C".into(),
+                    email: "c@example.com".into(),
+                    phone: None,
+                })?;
+                let item = |sku: &str, q| ItemRequest {
+                    product: ProductRef::parse(sku).unwrap(),
+                    quantity: Quantity::new(q).unwrap(),
+                };
+                tx.place_order(&NewOrder {
+                    customer: CustomerRef::Email("c@example.com".into()),
+                    items: vec![item("A", 2), item("B", 1), item("A", 1)],
+                    paid: true,
+                    idempotency_key: Some("k".into()),
+                })
+            })
+            .unwrap();
+        assert_eq!(store.order(placed.order.id).unwrap(), placed.order);
+        assert_eq!(placed.order.total.to_string(), "6.75");
+    }
 }

@@ -170,7 +170,7 @@ impl WriteTx<'_> {
                 self.ledger(id, new.stock_on_hand, 0, Reason::Create, None)?;
             }
             let product = self.product_by_id(id)?;
-            self.log_change("product.created", "product", id.get(), None, &json!(product))?;
+            self.log_change("product.created", "product", id.get(), None, &product)?;
             Ok(product)
         })
     }
@@ -197,13 +197,7 @@ impl WriteTx<'_> {
                     self.now.millis()
                 ])?;
             let after = self.product_by_id(before.id)?;
-            self.log_change(
-                "product.updated",
-                "product",
-                after.id.get(),
-                None,
-                &json!(after),
-            )?;
+            self.log_change("product.updated", "product", after.id.get(), None, &after)?;
             Ok(after)
         })
     }

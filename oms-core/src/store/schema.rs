@@ -156,6 +156,11 @@ CREATE TABLE notifications (
 ) STRICT;
 CREATE INDEX notifications_due ON notifications (status, next_attempt_at);
 "#,
+    // 2: find the answer an order was placed with (idempotent replays
+    // return the first answer, not the order as it is now).
+    r#"
+CREATE INDEX changes_order_placed ON changes (entity_id) WHERE type = 'order.placed';
+"#,
 ];
 
 /// The schema version this build writes.

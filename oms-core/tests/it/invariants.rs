@@ -262,7 +262,8 @@ struct ModelProduct {
 }
 
 /// What an idempotency key promises: customer and merged quantities.
-type Fingerprint = (usize, BTreeMap<usize, i64>);
+/// Customer, the `paid` flag of the request, and merged quantities.
+type Fingerprint = (usize, bool, BTreeMap<usize, i64>);
 
 #[derive(Debug, Clone)]
 struct ModelOrder {
@@ -319,6 +320,7 @@ impl Model {
         cart: &Cart,
         key: Option<&str>,
         status: Status,
+        paid: bool,
     ) -> Result<Placement, Expected> {
         let (merged, mut failures) = self.split(cart);
         if let Some(key) = key
@@ -327,7 +329,7 @@ impl Model {
                 .iter()
                 .find(|(_, o)| o.key.as_deref() == Some(key))
         {
-            return if failures.is_empty() && original.fingerprint == (customer, merged) {
+            return if failures.is_empty() && original.fingerprint == (customer, paid, merged) {
                 Ok(Placement::Replay(*id))
             } else {
                 Err(Expected::Mismatch)
@@ -349,7 +351,7 @@ impl Model {
             status,
             lines: merged.clone(),
             key: key.map(str::to_string),
-            fingerprint: (customer, merged),
+            fingerprint: (customer, paid, merged),
         }))
     }
 
@@ -491,7 +493,7 @@ impl Harness {
         key: Option<&str>,
     ) -> (Result<(), Refusal>, bool) {
         let status = if paid { Status::Paid } else { Status::Pending };
-        let predicted = self.model.predict_place(customer, cart, key, status);
+        let predicted = self.model.predict_place(customer, cart, key, status, paid);
         let new = NewOrder {
             customer: CustomerRef::Email(EMAILS[customer].to_string()),
             items: cart.iter().map(|&(s, q)| item(SKUS[s], q)).collect(),
@@ -841,7 +843,8 @@ impl Harness {
             if refusal.is_some() {
                 continue;
             }
-            match model.predict_place(order.customer, &order.cart, Some(key), order.status) {
+            // Imports never set the paid flag: the status column says it all.
+            match model.predict_place(order.customer, &order.cart, Some(key), order.status, false) {
                 Ok(Placement::Replay(_)) => unchanged += 1,
                 Ok(Placement::New(new)) => {
                     // Ids are only known after the commit; a placeholder

@@ -1,0 +1,242 @@
+//! Hot paths of oms-core without the daemon: placing orders in a
+//! transaction (one per commit, and grouped as the daemon's writer groups
+//! them), a status change, and CSV row encode/decode.
+//!
+//! `cargo bench -p oms-core` (criterion). The grouped figure is the storage
+//! ceiling the HTTP placement rate is compared with in docs/benchmarks.md.
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use oms_core::csvio::{self, CsvWriter};
+use oms_core::{
+    Actor, CustomerId, CustomerRef, GroupJob, ItemRequest, NewCustomer, NewOrder, NewProduct,
+    OrderId, ProductRef, Quantity, Sku, Status, Store, WriteTx,
+};
+
+const SKUS: usize = 200;
+const CUSTOMERS: i64 = 1000;
+/// Jobs per group commit, about what 64 connections queue.
+const GROUP: usize = 64;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    counter: i64,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path().join("bench.db")).expect("open");
+    seed(dir, store)
+}
+
+/// The same data in memory: the CPU cost alone, without fsync.
+fn memory_fixture() -> Fixture {
+    seed(
+        tempfile::tempdir().expect("tempdir"),
+        Store::open_in_memory().expect("open"),
+    )
+}
+
+fn seed(dir: tempfile::TempDir, mut store: Store) -> Fixture {
+    store
+        .write(&Actor::cli(), |tx| {
+            for i in 1..=SKUS {
+                tx.add_product(&NewProduct {
+                    sku: Sku::parse(&format!("SKU-{i:03}"))?,
+                    name: format!("Product {i}"),
+                    price: tx.currency().parse_amount("19.99")?,
+                    stock_on_hand: 1_000_000_000,
+                    active: true,
+                })?;
+            }
+            for i in 1..=CUSTOMERS {
+                tx.add_customer(&NewCustomer {
+                    name: format!("Customer {i}"),
+                    email: format!("c{i}@example.com"),
+                    phone: None,
+                })?;
+            }
+            Ok(())
+        })
+        .expect("seed");
+    Fixture {
+        _dir: dir,
+        store,
+        counter: 0,
+    }
+}
+
+/// A 3-line order, different for every `n`.
+fn order(n: i64) -> NewOrder {
+    let sku = |k: i64| {
+        ProductRef::parse(&format!("SKU-{:03}", (n * 7 + k * 37) % SKUS as i64 + 1)).expect("sku")
+    };
+    let line = |k: i64, q: i64| ItemRequest {
+        product: sku(k),
+        quantity: Quantity::new(q).expect("qty"),
+    };
+    NewOrder {
+        customer: CustomerRef::Id(CustomerId(n % CUSTOMERS + 1)),
+        items: vec![line(0, 1), line(1, 1), line(2, 2)],
+        paid: false,
+        idempotency_key: Some(format!("bench-{n}")),
+    }
+}
+
+struct PlaceJob {
+    actor: Actor,
+    order: NewOrder,
+}
+
+impl GroupJob for PlaceJob {
+    fn actor(&self) -> &Actor {
+        &self.actor
+    }
+    fn run(&mut self, tx: &WriteTx<'_>) -> bool {
+        tx.place_order(&self.order).is_ok()
+    }
+}
+
+fn place(c: &mut Criterion) {
+    let mut group = c.benchmark_group("place_order");
+    group.sample_size(20);
+
+    let mut f = fixture();
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("one per commit (fsync each)", |b| {
+        b.iter(|| {
+            f.counter += 1;
+            let order = order(f.counter);
+            f.store
+                .write(&Actor::cli(), |tx| tx.place_order(&order))
+                .expect("place")
+        })
+    });
+
+    let f = fixture();
+    let (mut store, mut counter) = (f.store, f.counter);
+    group.throughput(Throughput::Elements(GROUP as u64));
+    group.bench_function("grouped 64 per commit (daemon writer)", |b| {
+        b.iter_batched(
+            || {
+                (0..GROUP)
+                    .map(|_| {
+                        counter += 1;
+                        PlaceJob {
+                            actor: Actor::system("bench"),
+                            order: order(counter),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |mut jobs| {
+                store
+                    .write_group(jobs.iter_mut().map(|j| j as &mut dyn GroupJob))
+                    .expect("group")
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
+    let f = memory_fixture();
+    let (mut store, mut counter) = (f.store, f.counter);
+    group.bench_function("grouped 64 per commit, in memory (CPU only)", |b| {
+        b.iter_batched(
+            || {
+                (0..GROUP)
+                    .map(|_| {
+                        counter += 1;
+                        PlaceJob {
+                            actor: Actor::system("bench"),
+                            order: order(counter),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |mut jobs| {
+                store
+                    .write_group(jobs.iter_mut().map(|j| j as &mut dyn GroupJob))
+                    .expect("group")
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn status_change(c: &mut Criterion) {
+    let mut f = fixture();
+    c.bench_function("status change PENDING -> PAID (one commit)", |b| {
+        b.iter_custom(|iters| {
+            let ids: Vec<OrderId> = (0..iters)
+                .map(|_| {
+                    f.counter += 1;
+                    let o = order(f.counter);
+                    f.store
+                        .write(&Actor::cli(), |tx| tx.place_order(&o))
+                        .expect("place")
+                        .order
+                        .id
+                })
+                .collect();
+            let start = std::time::Instant::now();
+            for id in ids {
+                f.store
+                    .write(&Actor::cli(), |tx| tx.set_status(id, Status::Paid, None))
+                    .expect("pay");
+            }
+            start.elapsed()
+        })
+    });
+}
+
+fn csv_rows(c: &mut Criterion) {
+    let mut f = fixture();
+    let o = order(1);
+    f.store
+        .write(&Actor::cli(), |tx| tx.place_order(&o))
+        .expect("place");
+    let mut rows = Vec::new();
+    f.store
+        .for_each_export_row(&Default::default(), |r| {
+            rows.push(r);
+            Ok(())
+        })
+        .expect("rows");
+    let row = rows.remove(0);
+    c.bench_function("csv encode one order item row", |b| {
+        let mut out = Vec::with_capacity(1 << 20);
+        let mut w = CsvWriter::new(&mut out, &csvio::ORDER_COLUMNS).expect("writer");
+        b.iter(|| {
+            w.row(
+                csvio::order_row_cells(black_box(&row))
+                    .iter()
+                    .map(String::as_str),
+            )
+            .expect("row")
+        })
+    });
+    let line = "bench-1,c1@example.com,SKU-001,2\r\n".repeat(1000);
+    let file = format!("order_ref,customer_email,sku,quantity\r\n{line}");
+    c.bench_function("csv decode 1000 order rows (parse + validate)", |b| {
+        b.iter(|| {
+            let mut reader = csv::ReaderBuilder::new().from_reader(file.as_bytes());
+            let mut n = 0;
+            for record in reader.records() {
+                let record = record.expect("record");
+                let item = ItemRequest {
+                    product: ProductRef::parse(csvio::restore(&record[2])).expect("sku"),
+                    quantity: csvio::restore(&record[3]).parse().expect("qty"),
+                };
+                black_box(item);
+                n += 1;
+            }
+            n
+        })
+    });
+}
+
+criterion_group!(benches, place, status_change, csv_rows);
+criterion_main!(benches);
