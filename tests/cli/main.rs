@@ -11,5 +11,6 @@ mod customers;
 mod misc;
 mod orders;
 mod products;
+mod serve;
 mod support;
 mod users;

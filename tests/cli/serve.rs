@@ -1,0 +1,608 @@
+//! End-to-end tests of `oms serve`: the real binary runs as a daemon on
+//! `127.0.0.1:0` against a temporary database and is driven over HTTP
+//! (ureq), side by side with separate `oms` processes on the same file
+//! (DESIGN.md §1, §6, §8).
+//!
+//! Every daemon lives in a [`Server`] whose `Drop` kills it, so a failing
+//! test never leaks a process.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{CONFLICT, Db, INTERNAL, NOT_FOUND, OK, n, oms_bin, s};
+
+/// A 40-byte `OMS_JWT_SECRET`, shared by the daemon and `oms token create`.
+const SECRET: &str = "serve-tests-secret-0123456789abcdefghijk";
+
+/// How long the daemon may take to print its address.
+const STARTUP: Duration = Duration::from_secs(10);
+
+/// The administrator every test that needs a token creates.
+const ADMIN: &str = "admin@x.io";
+
+/// A running `oms serve`, killed on drop.
+struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    base: String,
+    /// Stderr lines, read by a thread that drains the pipe until it closes.
+    lines: Receiver<String>,
+    /// Every stderr line received so far.
+    seen: Vec<String>,
+}
+
+impl Server {
+    /// Starts `oms --db DB serve --listen 127.0.0.1:0 EXTRA...` and waits
+    /// (with a deadline) for the line that names its address.
+    fn start(db: &Db, extra: &[&str]) -> Server {
+        let mut child = serve_command(db, SECRET)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn oms serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        // Keep draining after startup so the daemon never blocks on a full pipe.
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                // The receiver may be gone (test over); keep draining anyway.
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = Server {
+            child,
+            base: String::new(),
+            lines,
+            seen: Vec::new(),
+        };
+        let ready = server.wait_line(|l| l.starts_with("oms serving http://"), STARTUP);
+        let address = ready
+            .strip_prefix("oms serving http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("cannot read the address from {ready:?}"))
+            .to_string();
+        assert!(
+            address.starts_with("127.0.0.1:"),
+            "listens on loopback only: {ready}"
+        );
+        server.base = format!("http://{address}");
+        server
+    }
+
+    /// `base` + `path`.
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Returns the first stderr line (already seen or arriving before
+    /// `timeout`) that matches `pred`; panics with the log otherwise.
+    fn wait_line(&mut self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        if let Some(line) = self.seen.iter().find(|l| pred(l)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no matching stderr line in {timeout:?}:\n{}", self.log())
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!(
+                        "oms serve closed stderr (exit {status:?}) before the expected line:\n{}",
+                        self.log()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Everything the daemon has written on stderr so far.
+    fn log(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    /// Sends SIGTERM (through `kill`, no libc).
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed: {status}");
+    }
+
+    /// Waits up to `timeout` for the daemon to exit.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll oms serve") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Harmless if it already exited; reaps it either way.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `oms --db DB serve --listen 127.0.0.1:0` with a clean environment and
+/// `OMS_JWT_SECRET=secret`.
+fn serve_command(db: &Db, secret: &str) -> Command {
+    let mut cmd = Command::new(oms_bin());
+    cmd.env_remove("OMS_DB")
+        .env_remove("OMS_LISTEN")
+        .env_remove("OMS_LOG_FORMAT")
+        .env("OMS_JWT_SECRET", secret)
+        .env("OMS_LOG", "warn")
+        .current_dir(db.dir())
+        .arg("--db")
+        .arg(db.path())
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    cmd
+}
+
+/// Runs `oms ARGS` on `db` with the tests' JWT secret.
+fn oms(db: &Db, args: &[&str]) -> Output {
+    db.cmd(args)
+        .env("OMS_JWT_SECRET", SECRET)
+        .timeout(Duration::from_secs(30))
+        .output()
+        .expect("run oms")
+}
+
+/// Creates the administrator and mints a token for it with the CLI.
+fn admin_token(db: &Db) -> String {
+    db.ok(&[
+        "user", "add", "--email", ADMIN, "--name", "Admin", "--role", "admin",
+    ]);
+    let out = oms(db, &["token", "create", "--email", ADMIN]);
+    assert_eq!(
+        out.status.code(),
+        Some(OK),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("token is UTF-8")
+        .trim()
+        .to_string()
+}
+
+/// An HTTP client that hands back 4xx/5xx answers instead of errors.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+/// One HTTP answer: status and body (JSON, or `Null` when empty/not JSON).
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: Value,
+    text: String,
+}
+
+fn reply(mut response: ureq::http::Response<ureq::Body>) -> Result<Reply, ureq::Error> {
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string()?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Reply { status, body, text })
+}
+
+fn get(agent: &ureq::Agent, url: &str, token: Option<&str>) -> Result<Reply, ureq::Error> {
+    let mut req = agent.get(url);
+    if let Some(token) = token {
+        req = req.header("Authorization", &format!("Bearer {token}"));
+    }
+    reply(req.call()?)
+}
+
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    token: Option<&str>,
+    idempotency_key: Option<&str>,
+    body: &Value,
+) -> Result<Reply, ureq::Error> {
+    let mut req = agent.post(url);
+    if let Some(token) = token {
+        req = req.header("Authorization", &format!("Bearer {token}"));
+    }
+    if let Some(key) = idempotency_key {
+        req = req.header("Idempotency-Key", key);
+    }
+    reply(req.send_json(body)?)
+}
+
+/// True when a message reports SQLite lock contention.
+fn mentions_lock(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.contains("database is locked") || lower.contains("busy")
+}
+
+#[test]
+fn serve_demo_prints_the_admin_login_that_works() {
+    let db = Db::empty();
+    let mut server = Server::start(&db, &["--demo"]);
+    let creds = server.wait_line(
+        |l| l.contains("admin@example.com") && l.contains("demo-admin-password"),
+        STARTUP,
+    );
+    assert!(creds.contains("demo admin"), "credentials line: {creds}");
+
+    let agent = agent();
+    let login = post(
+        &agent,
+        &server.url("/auth/login"),
+        None,
+        None,
+        &json!({"email": "admin@example.com", "password": "demo-admin-password"}),
+    )
+    .expect("login");
+    assert_eq!(login.status, 200, "login: {}", login.text);
+    assert_eq!(s(&login.body, "role"), "admin");
+    let token = s(&login.body, "token");
+
+    let products = get(&agent, &server.url("/api/products"), Some(token)).expect("products");
+    assert_eq!(products.status, 200, "products: {}", products.text);
+    let items = products.body["items"].as_array().expect("items array");
+    assert_eq!(items.len(), 12, "the demo catalogue: {}", products.text);
+}
+
+const RACE_STOCK: i64 = 25;
+const HTTP_BUYERS: usize = 40;
+const CLI_BUYERS: usize = 10;
+
+#[test]
+fn http_and_cli_buyers_racing_for_the_last_units_never_oversell() {
+    let db = Db::new();
+    db.add_product("RACE", "5.00", RACE_STOCK);
+    let customer = db.add_customer("Racer", "racer@example.com");
+    let token = admin_token(&db);
+    let mut server = Server::start(&db, &[]);
+    let url = server.url("/api/orders");
+    let agent = agent();
+
+    // The HTTP buyers wait at a barrier; the CLI buyers are spawned first
+    // (a process takes milliseconds to reach the database), then the HTTP
+    // buyers are released, so both faces hit the last units together.
+    let barrier = Arc::new(Barrier::new(HTTP_BUYERS + 1));
+    let http_buyers: Vec<_> = (0..HTTP_BUYERS)
+        .map(|_| {
+            let (agent, url, token, barrier) = (
+                agent.clone(),
+                url.clone(),
+                token.clone(),
+                Arc::clone(&barrier),
+            );
+            thread::spawn(move || {
+                let body = json!({
+                    "customer_id": customer,
+                    "items": [{"sku": "RACE", "quantity": 1}],
+                });
+                barrier.wait();
+                post(&agent, &url, Some(&token), None, &body).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let cli_buyers: Vec<_> = (0..CLI_BUYERS)
+        .map(|_| {
+            Command::new(oms_bin())
+                .env_remove("OMS_DB")
+                .env_remove("OMS_LOG")
+                .current_dir(db.dir())
+                .arg("--db")
+                .arg(db.path())
+                .args([
+                    "order",
+                    "place",
+                    "--customer",
+                    "racer@example.com",
+                    "--item",
+                    "RACE:1",
+                    "-q",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn oms order place")
+        })
+        .collect();
+    barrier.wait();
+
+    let mut order_ids = BTreeSet::new();
+    let mut http_sold = 0;
+    for buyer in http_buyers {
+        let answer = buyer
+            .join()
+            .expect("buyer thread")
+            .unwrap_or_else(|e| panic!("HTTP buyer failed: {e}"));
+        assert!(!mentions_lock(&answer.text), "locked: {}", answer.text);
+        match answer.status {
+            201 => {
+                http_sold += 1;
+                assert!(order_ids.insert(n(&answer.body, "id")), "duplicate id");
+            }
+            409 => {}
+            other => panic!("HTTP buyer got {other}: {}", answer.text),
+        }
+    }
+    let mut cli_sold = 0;
+    for buyer in cli_buyers {
+        let out = buyer.wait_with_output().expect("wait for oms");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!mentions_lock(&stderr), "a CLI buyer hit a lock: {stderr}");
+        match out.status.code() {
+            Some(OK) => {
+                cli_sold += 1;
+                let id = String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse::<i64>()
+                    .expect("order id on stdout");
+                assert!(order_ids.insert(id), "duplicate id {id}");
+            }
+            Some(CONFLICT) => {}
+            other => panic!("CLI buyer exited {other:?}: {stderr}"),
+        }
+    }
+    assert_eq!(
+        http_sold + cli_sold,
+        RACE_STOCK,
+        "sold exactly the stock ({http_sold} over HTTP, {cli_sold} by CLI)"
+    );
+    let log = server.log();
+    assert!(!mentions_lock(&log), "daemon log mentions a lock:\n{log}");
+
+    let product = db.product("RACE");
+    assert_eq!(n(&product, "stock_reserved"), RACE_STOCK);
+    assert_eq!(n(&product, "stock_available"), 0);
+    db.assert_verifies();
+}
+
+#[test]
+fn long_poll_wakes_on_a_write_by_another_process() {
+    let db = Db::new();
+    let product_id = db.add_product("WAKE", "2.00", 5);
+    let token = admin_token(&db);
+    let after = db
+        .changes()
+        .last()
+        .map(|c| n(c, "seq"))
+        .expect("the setup wrote changes");
+    let server = Server::start(&db, &[]);
+    let agent = agent();
+
+    let poll_url = server.url(&format!("/api/changes?after={after}&wait=10"));
+    let poller = {
+        let (agent, token) = (agent.clone(), token.clone());
+        thread::spawn(move || {
+            let started = Instant::now();
+            let answer = get(&agent, &poll_url, Some(&token)).map_err(|e| e.to_string());
+            (answer, started.elapsed())
+        })
+    };
+
+    // Write only once the request is parked on the feed.
+    let metrics = server.url("/metrics");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = get(&agent, &metrics, None).expect("metrics");
+        assert_eq!(m.status, 200, "metrics: {}", m.text);
+        if m.text.lines().any(|l| l.trim() == "oms_feed_waiters 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the long poll never started waiting:\n{}",
+            m.text
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    db.ok(&["product", "restock", "WAKE", "--add", "1"]);
+
+    let (answer, elapsed) = poller.join().expect("poller thread");
+    let answer = answer.unwrap_or_else(|e| panic!("long poll failed: {e}"));
+    assert_eq!(answer.status, 200, "long poll: {}", answer.text);
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "woken after {elapsed:?}, not promptly"
+    );
+    let changes = answer.body["changes"].as_array().expect("changes array");
+    let stock = changes
+        .iter()
+        .find(|c| c["type"] == "product.stock_changed")
+        .unwrap_or_else(|| panic!("no product.stock_changed in {}", answer.text));
+    assert_eq!(n(stock, "entity_id"), product_id);
+    assert!(changes.iter().all(|c| n(c, "seq") > after), "only newer");
+    let last = changes.last().expect("non-empty");
+    assert_eq!(n(&answer.body, "next"), n(last, "seq"));
+}
+
+const LOAD_THREADS: usize = 8;
+const ACKED_BEFORE_TERM: usize = 100;
+
+#[test]
+fn sigterm_under_load_keeps_every_acknowledged_order() {
+    let db = Db::new();
+    db.add_product("BULK", "1.00", 1_000_000);
+    let customer = db.add_customer("Bulk", "bulk@example.com");
+    let token = admin_token(&db);
+    let mut server = Server::start(&db, &[]);
+    let url = server.url("/api/orders");
+    let agent = agent();
+
+    let acked = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let problems = Arc::new(Mutex::new(Vec::<String>::new()));
+    let term_sent = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load_deadline = Instant::now() + Duration::from_secs(20);
+    let workers: Vec<_> = (0..LOAD_THREADS)
+        .map(|worker| {
+            let (agent, url, token) = (agent.clone(), url.clone(), token.clone());
+            let (acked, problems) = (Arc::clone(&acked), Arc::clone(&problems));
+            let (term_sent, stop) = (Arc::clone(&term_sent), Arc::clone(&stop));
+            thread::spawn(move || {
+                let body = json!({
+                    "customer_id": customer,
+                    "items": [{"sku": "BULK", "quantity": 1}],
+                });
+                for i in 0..10_000 {
+                    if stop.load(Ordering::Acquire) || Instant::now() >= load_deadline {
+                        break;
+                    }
+                    let key = format!("sigterm-{worker}-{i}");
+                    // Read the flag before sending: a failure is excused only
+                    // if the signal was already on its way.
+                    let shutting_down = term_sent.load(Ordering::Acquire);
+                    match post(&agent, &url, Some(&token), Some(&key), &body) {
+                        Ok(answer) if answer.status == 201 => {
+                            acked.lock().unwrap().push(n(&answer.body, "id"));
+                        }
+                        Ok(answer) if answer.status == 503 && shutting_down => break,
+                        Ok(answer) => {
+                            problems.lock().unwrap().push(format!(
+                                "{} (shutting down: {shutting_down}): {}",
+                                answer.status, answer.text
+                            ));
+                            break;
+                        }
+                        Err(_) if term_sent.load(Ordering::Acquire) => break,
+                        Err(e) => {
+                            problems
+                                .lock()
+                                .unwrap()
+                                .push(format!("before SIGTERM: {e}"));
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while acked.lock().unwrap().len() < ACKED_BEFORE_TERM {
+        if Instant::now() >= deadline || !problems.lock().unwrap().is_empty() {
+            stop.store(true, Ordering::Release);
+            panic!(
+                "only {} orders acknowledged; problems: {:?}",
+                acked.lock().unwrap().len(),
+                problems.lock().unwrap()
+            );
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    term_sent.store(true, Ordering::Release);
+    server.terminate();
+    let status = server.wait_exit(Duration::from_secs(10));
+    stop.store(true, Ordering::Release);
+    for worker in workers {
+        worker.join().expect("load thread");
+    }
+    let log = server.log();
+    let status = status.unwrap_or_else(|| panic!("no exit 10 s after SIGTERM:\n{log}"));
+    assert_eq!(
+        status.code(),
+        Some(OK),
+        "exit after SIGTERM: {status}\n{log}"
+    );
+
+    let problems = problems.lock().unwrap().clone();
+    assert!(problems.is_empty(), "unexpected answers: {problems:?}");
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= ACKED_BEFORE_TERM);
+    let unique: BTreeSet<i64> = acked.iter().copied().collect();
+    assert_eq!(unique.len(), acked.len(), "every 201 is its own order");
+    let stored: BTreeSet<i64> = db
+        .ids(&["order", "list", "--limit", "0"])
+        .into_iter()
+        .collect();
+    let lost: Vec<_> = unique.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged orders missing after shutdown: {lost:?}"
+    );
+    db.assert_verifies();
+}
+
+#[test]
+fn cli_token_is_accepted_by_the_daemon() {
+    let db = Db::new();
+    db.ok(&[
+        "user", "add", "--email", ADMIN, "--name", "Admin", "--role", "admin",
+    ]);
+    let out = oms(&db, &["token", "create", "--email", ADMIN, "--ttl", "1h"]);
+    assert_eq!(
+        out.status.code(),
+        Some(OK),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).expect("UTF-8");
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    let server = Server::start(&db, &[]);
+    let agent = agent();
+    let orders = get(&agent, &server.url("/api/orders"), Some(token)).expect("orders");
+    assert_eq!(orders.status, 200, "with the token: {}", orders.text);
+    assert!(orders.body["items"].is_array(), "a list: {}", orders.text);
+    let anonymous = get(&agent, &server.url("/api/orders"), None).expect("orders");
+    assert_eq!(anonymous.status, 401, "without a token: {}", anonymous.text);
+
+    let out = oms(&db, &["token", "create", "--email", "nobody@x.io"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(NOT_FOUND), "unknown user: {stderr}");
+    assert!(stderr.starts_with("error: "), "error line: {stderr}");
+    assert!(out.stdout.is_empty(), "no token printed");
+}
+
+#[test]
+fn weak_jwt_secret_refuses_to_serve() {
+    let db = Db::new();
+    let out = assert_cmd::Command::from_std(serve_command(&db, "short"))
+        .timeout(Duration::from_secs(10))
+        .output()
+        .expect("run oms serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(INTERNAL), "exit: {stderr}");
+    assert!(
+        stderr.contains("OMS_JWT_SECRET"),
+        "names the variable: {stderr}"
+    );
+    assert!(!stderr.contains("oms serving"), "must not serve: {stderr}");
+}
