@@ -62,17 +62,15 @@ impl fmt::Display for Timestamp {
         let nanos = i128::from(self.0) * 1_000_000;
         match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
             Ok(dt) => {
+                // One calendar and one clock conversion (the per-field
+                // getters each redo the calendar arithmetic).
                 let dt = dt.to_offset(UtcOffset::UTC);
+                let (year, month, day) = dt.to_calendar_date();
+                let (hour, minute, second, milli) = dt.to_hms_milli();
                 write!(
                     f,
-                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                    dt.year(),
-                    u8::from(dt.month()),
-                    dt.day(),
-                    dt.hour(),
-                    dt.minute(),
-                    dt.second(),
-                    dt.millisecond()
+                    "{year:04}-{:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z",
+                    u8::from(month)
                 )
             }
             Err(_) => write!(f, "invalid-time({})", self.0),

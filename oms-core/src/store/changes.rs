@@ -22,6 +22,18 @@ impl WriteTx<'_> {
     ) -> Result<Seq> {
         let data = serde_json::to_string(data)
             .map_err(|e| crate::Error::Database(format!("cannot encode change data: {e}")))?;
+        self.log_change_json(kind, entity, entity_id, customer_id, &data)
+    }
+
+    /// Appends a change whose data is already JSON text.
+    pub(crate) fn log_change_json(
+        &self,
+        kind: &str,
+        entity: &str,
+        entity_id: i64,
+        customer_id: Option<CustomerId>,
+        data: &str,
+    ) -> Result<Seq> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO changes (at, type, entity, entity_id, actor, customer_id, data)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

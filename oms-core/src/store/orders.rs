@@ -32,9 +32,10 @@ pub struct PlaceOutcome {
     /// True when the idempotency key had been used with the same contents:
     /// this is the original order and nothing was written.
     pub replayed: bool,
-    /// On a replay, the order as it was when first placed (JSON, the body
-    /// of the first answer); `order` is how it is now.
-    pub first_answer: Option<String>,
+    /// The order as it was placed, as JSON: the body of the first answer,
+    /// also on a replay (when `order` is how it is now). Serialised once,
+    /// for the change log and the answer.
+    pub placed_json: String,
 }
 
 /// What `expire_pending` cancelled.
@@ -342,7 +343,8 @@ impl WriteTx<'_> {
                     .optional()?;
                 if let Some((order_id, stored)) = existing {
                     if stored.as_deref() == Some(fingerprint.as_str()) {
-                        let first_answer = self
+                        let order = get_order(self.conn, OrderId(order_id))?;
+                        let placed: Option<String> = self
                             .conn
                             .prepare_cached(
                                 "SELECT data FROM changes
@@ -351,10 +353,14 @@ impl WriteTx<'_> {
                             )?
                             .query_row([order_id], |r| r.get(0))
                             .optional()?;
+                        let placed_json = match placed {
+                            Some(json) => json,
+                            None => to_json(&order)?,
+                        };
                         return Ok(PlaceOutcome {
-                            order: get_order(self.conn, OrderId(order_id))?,
+                            order,
                             replayed: true,
-                            first_answer,
+                            placed_json,
                         });
                     }
                     return Err(Error::IdempotencyMismatch {
@@ -429,18 +435,19 @@ impl WriteTx<'_> {
                 created_at: self.now,
                 updated_at: self.now,
             };
-            self.log_change(
+            let placed_json = to_json(&order)?;
+            self.log_change_json(
                 "order.placed",
                 "order",
                 order_id.get(),
                 Some(customer.id),
-                &order,
+                &placed_json,
             )?;
-            self.enqueue_notification(&order, "received")?;
+            self.enqueue_notification(&order, Some(&customer.email), "received")?;
             Ok(PlaceOutcome {
                 order,
                 replayed: false,
-                first_answer: None,
+                placed_json,
             })
         })
     }
@@ -657,7 +664,7 @@ impl WriteTx<'_> {
                 Some(order.customer_id),
                 &data,
             )?;
-            self.enqueue_notification(&order, &order.status.as_str().to_ascii_lowercase())?;
+            self.enqueue_notification(&order, None, &order.status.as_str().to_ascii_lowercase())?;
             Ok(order)
         })
     }
@@ -719,27 +726,53 @@ impl WriteTx<'_> {
         })
     }
 
-    fn enqueue_notification(&self, order: &Order, event: &str) -> Result<()> {
+    /// Queues the e-mail for a customer about their order (the outbox the
+    /// dispatcher delivers from). `email` saves a lookup when known.
+    fn enqueue_notification(&self, order: &Order, email: Option<&str>, event: &str) -> Result<()> {
         let subject = format!("Order #{}: {}", order.id, event);
         let body = format!(
             "Your order #{} is now {}. Total {} {}. Tracking code {}.",
             order.id, order.status, order.total, order.currency, order.tracking_code
         );
-        self.conn
-            .prepare_cached(
-                "INSERT INTO notifications (order_id, customer_id, recipient, subject, body,
+        let now = self.now.millis();
+        match email {
+            Some(email) => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO notifications (order_id, customer_id, recipient, subject, body,
+                     next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )?
+                .execute(params![
+                    order.id.get(),
+                    order.customer_id.get(),
+                    email,
+                    subject,
+                    body,
+                    now
+                ])?,
+            None => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO notifications (order_id, customer_id, recipient, subject, body,
                      next_attempt_at, created_at)
                  SELECT ?1, id, email, ?3, ?4, ?5, ?5 FROM customers WHERE id = ?2",
-            )?
-            .execute(params![
-                order.id.get(),
-                order.customer_id.get(),
-                subject,
-                body,
-                self.now.millis()
-            ])?;
+                )?
+                .execute(params![
+                    order.id.get(),
+                    order.customer_id.get(),
+                    subject,
+                    body,
+                    now
+                ])?,
+        };
         Ok(())
     }
+}
+
+fn to_json(order: &Order) -> Result<String> {
+    serde_json::to_string(order)
+        .map_err(|e| Error::Database(format!("cannot encode order {}: {e}", order.id)))
 }
 
 fn check_version(order: &Order, expected: Option<i64>) -> Result<()> {
@@ -826,6 +859,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(store.order(placed.order.id).unwrap(), placed.order);
+        assert_eq!(placed.placed_json, serde_json::to_string(&placed.order).unwrap());
         assert_eq!(placed.order.total.to_string(), "6.75");
     }
 }

@@ -114,6 +114,19 @@ impl Store {
             }
         }
 
+        // One line per product in an order.
+        let mut stmt = conn.prepare(
+            "SELECT order_id, product_id FROM order_items
+             GROUP BY order_id, product_id HAVING COUNT(*) > 1",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (order, product): (i64, i64) = (r.get(0)?, r.get(1)?);
+            report.problems.push(format!(
+                "order {order} has product {product} on more than one line"
+            ));
+        }
+
         // The change log has no gaps.
         let (count, min, max): (i64, i64, i64) = conn.query_row(
             "SELECT COUNT(*), COALESCE(MIN(seq), 1), COALESCE(MAX(seq), 0) FROM changes",
