@@ -96,6 +96,14 @@ pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Prob
     }
 }
 
+/// Reads and drops a body the answer does not need, so the connection can
+/// be kept: answering while the client still sends makes hyper close it
+/// under the client, which then sees a reset or a dead pooled connection
+/// instead of the answer. False when the body is too large to drain.
+pub async fn discard_body(req: Request<Incoming>, max: usize) -> bool {
+    read_body(req, max).await.is_ok()
+}
+
 /// Parses a JSON object body into `T`, refusing fields set by the server
 /// (mass assignment) and unknown fields with 422 and per-field errors.
 pub fn parse_json<T: DeserializeOwned>(

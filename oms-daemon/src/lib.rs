@@ -231,8 +231,14 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
     let route_label = matched.as_ref().map_or("unmatched", |m| m.route.pattern());
     let path = req.uri().path().to_string();
 
+    // Answers given before a handler reads the body drain it first (see
+    // `http::discard_body`); `drained` is false when that was impossible.
+    let mut drained = true;
     let mut response = match matched {
-        None => http::problem(&Problem::not_found(format!("no route for {path}"))),
+        None => {
+            drained = http::discard_body(req, app.config.max_body).await;
+            http::problem(&Problem::not_found(format!("no route for {path}")))
+        }
         Some(matched) => {
             let principal = bearer(&req).and_then(|t| app.keys.verify(t));
             let token_given = req.headers().contains_key(AUTHORIZATION);
@@ -240,6 +246,7 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
                 Ok(access) => {
                     if token_given && principal.is_none() {
                         // A bad token is refused even where none is needed.
+                        drained = http::discard_body(req, app.config.max_body).await;
                         http::problem(&Problem::unauthorized(
                             "the bearer token is invalid or expired",
                         ))
@@ -257,6 +264,7 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
                     }
                 }
                 Err(problem) => {
+                    drained = http::discard_body(req, app.config.max_body).await;
                     let mut res = http::problem(&problem);
                     if problem.status == StatusCode::METHOD_NOT_ALLOWED
                         && let Ok(v) =
@@ -271,6 +279,13 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
+    }
+    if !drained || response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of an oversized body is never read: say that this
+        // connection ends here, so the client does not reuse it.
+        response
+            .headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

@@ -859,7 +859,10 @@ mod tests {
             })
             .unwrap();
         assert_eq!(store.order(placed.order.id).unwrap(), placed.order);
-        assert_eq!(placed.placed_json, serde_json::to_string(&placed.order).unwrap());
+        assert_eq!(
+            placed.placed_json,
+            serde_json::to_string(&placed.order).unwrap()
+        );
         assert_eq!(placed.order.total.to_string(), "6.75");
     }
 }

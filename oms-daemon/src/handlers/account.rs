@@ -2,7 +2,7 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use oms_core::{NewUser, Role, parse_email, parse_name};
+use oms_core::{CustomerRef, Error, NewUser, Role, parse_email, parse_name};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -32,6 +32,21 @@ pub async fn register(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, 
         .app
         .db
         .write(ctx.access.actor(), move |tx| {
+            // `add_user` links a customer user to an existing customer
+            // record with its e-mail. That suits an admin on the command
+            // line, but an anonymous caller would take over that customer's
+            // orders, so self-registration needs an unused e-mail. The answer
+            // is the same as for a taken login, so it tells nothing more.
+            match tx.customer(&CustomerRef::Email(email.clone())) {
+                Err(Error::NotFound { .. }) => {}
+                Ok(_) => {
+                    return Err(Error::Duplicate {
+                        what: "user email",
+                        value: email,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
             tx.add_user(&NewUser {
                 email,
                 name,
@@ -52,11 +67,12 @@ struct LoginBody {
 /// Checks a password and answers a token. An unknown e-mail answers
 /// exactly like a wrong password, after the same work.
 pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    // The body is read before anything is refused (see `http::discard_body`).
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
     ctx.app
         .login_by_ip
         .check(&ctx.peer.ip().to_string())
         .map_err(Problem::too_many)?;
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
     let body: LoginBody = http::parse_json(&bytes, &["email", "password"], &[])?;
     let account = body.email.trim().to_ascii_lowercase();
     ctx.app

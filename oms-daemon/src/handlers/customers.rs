@@ -96,8 +96,8 @@ mod double_option {
 }
 
 pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let id = CustomerId(ctx.id()?);
     let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let id = CustomerId(ctx.id()?);
     let body: UpdateBody = http::parse_json(&bytes, &["name", "email", "phone"], SERVER_SET)?;
     let patch = CustomerPatch {
         name: body

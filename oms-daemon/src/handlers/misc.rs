@@ -29,7 +29,7 @@ pub fn metrics(ctx: Ctx<'_>) -> Result<Response, Problem> {
     let text = ctx.app.metrics.render(ctx.app.feed.waiters());
     Ok(http::with_type(
         StatusCode::OK,
-        "text/plain; version=0.0.4; charset=utf-8",
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
         text,
     ))
 }

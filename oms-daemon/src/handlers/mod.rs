@@ -65,7 +65,7 @@ pub async fn dispatch(
         (Route::Customer, _) => customers::remove(ctx).await,
         (Route::Orders, Method::GET) => orders::list(ctx, req).await,
         (Route::Orders, _) => orders::place(ctx, req).await,
-        (Route::OrdersExport, _) => orders::export(ctx, req),
+        (Route::OrdersExport, _) => orders::export(ctx, req).await,
         (Route::Order, Method::GET) => orders::get(ctx).await,
         (Route::Order, Method::PATCH) => orders::edit(ctx, req).await,
         (Route::Order, _) => orders::remove(ctx).await,

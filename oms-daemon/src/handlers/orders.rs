@@ -102,11 +102,16 @@ impl Drop for InFlight<'_> {
 /// customer. `Idempotency-Key` replays the first answer for the same body,
 /// answers 422 for another body and 409 while the first is in flight.
 pub async fn place(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let key = match req.headers().get("idempotency-key") {
+    let key_header = req
+        .headers()
+        .get("idempotency-key")
+        .map(|v| v.to_str().ok().map(str::to_string));
+    // The body is read before anything is refused (see `http::discard_body`).
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let key = match key_header {
         None => None,
         Some(v) => Some(
-            v.to_str()
-                .ok()
+            v.as_deref()
                 .map(str::trim)
                 .filter(|k| !k.is_empty() && k.len() <= 255)
                 .ok_or_else(|| {
@@ -117,7 +122,6 @@ pub async fn place(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
                 .to_string(),
         ),
     };
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
     let body: PlaceBody = http::parse_json(
         &bytes,
         &["customer_id", "items", "payment_collected"],
@@ -179,7 +183,11 @@ pub async fn place(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
         .db
         .write(ctx.access.actor(), move |tx| tx.place_order(&new))
         .await?;
-    let mut res = order_response(StatusCode::CREATED, &outcome.order);
+    // The order as placed, serialised once in the core; a replay answers
+    // exactly what the first request got.
+    let mut res = http::with_type(StatusCode::CREATED, "application/json", outcome.placed_json);
+    res.headers_mut()
+        .insert(ETAG, HeaderValue::from_static("\"1\""));
     if let Ok(v) = HeaderValue::from_str(&format!("/api/orders/{}", outcome.order.id)) {
         res.headers_mut().insert(LOCATION, v);
     }
@@ -193,8 +201,9 @@ pub async fn place(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
 }
 
 /// The filters of list and export, from the query string. A customer's
-/// filter is pinned to itself.
-fn filter(
+/// filter is pinned to itself; a named customer must exist (404), so the
+/// export can refuse it before it starts streaming.
+async fn filter(
     ctx: &Ctx<'_>,
     q: &HashMap<String, String>,
     limit: Option<u64>,
@@ -210,16 +219,9 @@ fn filter(
         .filter(|v| !v.is_empty())
         .map(|c| CustomerRef::parse(c).map_err(|e| Problem::bad_request(e.to_string())))
         .transpose()?;
-    let customer = match ctx.access.own_customer() {
-        Some(own) => {
-            if requested.is_some_and(|r| r != CustomerRef::Id(own)) {
-                return Err(Problem::forbidden("a customer lists only its own orders"));
-            }
-            Some(CustomerRef::Id(own))
-        }
-        None => requested,
-    };
-    Ok(OrderFilter {
+    // Everything but the customer first, so a malformed query is a 400
+    // whatever customer it names.
+    let filter = OrderFilter {
         status: q
             .get("status")
             .filter(|v| !v.is_empty())
@@ -228,13 +230,39 @@ fn filter(
                     .map_err(|e| Problem::bad_request(e.to_string()))
             })
             .transpose()?,
-        customer,
+        customer: None,
         since: time("since")?,
         until: time("until")?,
         search: q.get("q").cloned().filter(|s| !s.is_empty()),
         limit,
         after: http::query_num::<i64>(q, "after")?.map(OrderId),
-    })
+    };
+    let forbidden = || Problem::forbidden("a customer lists only its own orders");
+    let customer = match (ctx.access.own_customer(), requested) {
+        (own, None) => own.map(CustomerRef::Id),
+        (Some(own), Some(CustomerRef::Id(id))) => {
+            if id != own {
+                return Err(forbidden());
+            }
+            Some(CustomerRef::Id(own))
+        }
+        // A customer may name itself by e-mail; any other e-mail, known or
+        // not, is refused alike, so it learns nothing about other customers.
+        (Some(own), Some(named)) => {
+            let found = ctx.app.db.read(move |store| store.customer(&named)).await;
+            if !found.is_ok_and(|c| c.id == own) {
+                return Err(forbidden());
+            }
+            Some(CustomerRef::Id(own))
+        }
+        // An admin naming an unknown customer gets 404 before anything is
+        // streamed.
+        (None, Some(named)) => {
+            let found = ctx.app.db.read(move |store| store.customer(&named)).await?;
+            Some(CustomerRef::Id(found.id))
+        }
+    };
+    Ok(OrderFilter { customer, ..filter })
 }
 
 pub async fn list(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
@@ -242,7 +270,7 @@ pub async fn list(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
     let limit = http::query_num::<u64>(&q, "limit")?
         .unwrap_or(50)
         .clamp(1, MAX_LIMIT);
-    let filter = filter(&ctx, &q, Some(limit))?;
+    let filter = filter(&ctx, &q, Some(limit)).await?;
     let items = ctx.app.db.read(move |store| store.orders(&filter)).await?;
     Ok(http::json(
         StatusCode::OK,
@@ -291,9 +319,10 @@ struct EditBody {
 }
 
 pub async fn edit(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let id = OrderId(ctx.id()?);
-    let expected = if_match(&req)?;
+    let expected = if_match(&req);
     let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let id = OrderId(ctx.id()?);
+    let expected = expected?;
     let body: EditBody = http::parse_json(&bytes, &["items"], SERVER_SET)?;
     let lines = items(body.items)?;
     let order = ctx
@@ -312,15 +341,28 @@ struct StatusBody {
 }
 
 /// Admins move orders along the status machine; a customer may only
-/// cancel its own PENDING order (checked inside the write transaction, so
-/// a concurrent payment cannot slip between check and change).
+/// cancel its own PENDING order: any other status is 403, and an order past
+/// PENDING is 409 (checked inside the write transaction, so a concurrent
+/// payment cannot slip between check and change).
 pub async fn set_status(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let id = OrderId(ctx.id()?);
-    let expected = if_match(&req)?;
+    let expected = if_match(&req);
     let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let id = OrderId(ctx.id()?);
+    let expected = expected?;
     let body: StatusBody = http::parse_json(&bytes, &["status"], &[])?;
     let to: Status = body.status.parse()?;
     let own = ctx.access.own_customer();
+    if own.is_some() {
+        // Another customer's order is 404 whatever is asked; paying or
+        // fulfilling is the admin's job, so asking for it is the wrong role
+        // (403), not a conflict with the order's state.
+        visible_order(&ctx).await?;
+        if to != Status::Cancelled {
+            return Err(Problem::forbidden(
+                "a customer may only cancel its own PENDING order",
+            ));
+        }
+    }
     let order = ctx
         .app
         .db
@@ -377,10 +419,10 @@ pub async fn track(ctx: Ctx<'_>) -> Result<Response, Problem> {
 /// Streams the CSV export chunk by chunk: a blocking task writes into a
 /// bounded channel, so memory stays constant and a slow client slows the
 /// export instead of buffering it.
-pub fn export(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+pub async fn export(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     let q = http::query(req.uri());
     let limit = http::query_num::<u64>(&q, "limit")?;
-    let filter = filter(&ctx, &q, limit)?;
+    let filter = filter(&ctx, &q, limit).await?;
     let by_order = q.get("by_order").is_some_and(|v| v == "true" || v == "1");
     let path = ctx.app.config.db.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);

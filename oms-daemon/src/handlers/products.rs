@@ -103,8 +103,8 @@ struct UpdateBody {
 }
 
 pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let target = product_ref(&ctx)?;
     let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let target = product_ref(&ctx)?;
     let body: UpdateBody = http::parse_json(
         &bytes,
         &["sku", "name", "price", "active", "stock_on_hand"],
