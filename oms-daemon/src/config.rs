@@ -29,6 +29,10 @@ pub struct Config {
     pub external_poll: Duration,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Cancel PENDING orders older than this, checked every
+    /// `expire_every` (`None`: never, leave it to `oms order expire`).
+    pub expire_pending_after: Option<Duration>,
+    pub expire_every: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -64,6 +68,8 @@ impl Config {
             max_batch: 512,
             external_poll: Duration::from_millis(50),
             shutdown_grace: Duration::from_secs(8),
+            expire_pending_after: None,
+            expire_every: Duration::from_secs(60),
         }
     }
 }

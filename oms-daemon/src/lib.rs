@@ -164,6 +164,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(app.config.max_connections));
+    if let Some(age) = app.config.expire_pending_after {
+        tokio::spawn(expire_pending(Arc::clone(&app), age));
+    }
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -213,6 +216,34 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Cancels stale PENDING orders on a timer, through the writer like any
+/// other write, until shutdown.
+async fn expire_pending(app: Arc<App>, age: std::time::Duration) {
+    let mut shutdown = app.shutdown.subscribe();
+    let mut tick = tokio::time::interval(app.config.expire_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let cutoff = oms_core::Timestamp::now().minus(age);
+        match app
+            .db
+            .write(oms_core::Actor::system("expiry"), move |tx| {
+                tx.expire_pending(cutoff)
+            })
+            .await
+        {
+            Ok(done) if !done.cancelled.is_empty() => {
+                tracing::info!(cancelled = done.cancelled.len(), "expired pending orders");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "expiring pending orders failed"),
+        }
+    }
 }
 
 /// One request: request id, authentication, authorization, dispatch,

@@ -18,6 +18,11 @@ pub struct ServeArgs {
     /// admin login.
     #[arg(long)]
     pub demo: bool,
+
+    /// Cancel PENDING orders older than this (e.g. 24h), checked every
+    /// minute; by default orders are kept until `oms order expire`.
+    #[arg(long, env = "OMS_EXPIRE_AFTER", value_parser = humantime::parse_duration)]
+    pub expire_after: Option<std::time::Duration>,
 }
 
 pub fn run(ctx: &Ctx, args: ServeArgs) -> Result {
@@ -29,6 +34,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result {
     }
     let mut config = Config::new(ctx.global.db.clone());
     config.listen = args.listen;
+    config.expire_pending_after = args.expire_after;
     config.jwt_secret = std::env::var("OMS_JWT_SECRET")
         .ok()
         .filter(|s| !s.is_empty());

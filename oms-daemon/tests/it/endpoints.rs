@@ -3,7 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{ALICE_EMAIL, GADGET, PASSWORD, SPARE_EMAIL, Server, WIDGET, order_body};
+use std::time::Duration;
+
+use crate::support::{
+    ALICE_EMAIL, GADGET, PASSWORD, SPARE_EMAIL, Server, WIDGET, order_body, wait_until,
+};
 
 /// The order export columns of DESIGN §5.
 const ORDER_EXPORT_HEADER: &str = "order_id,order_ref,created_at,status,customer_id,customer_email,customer_name,sku,product_name,quantity,unit_price,line_total,order_total,currency";
@@ -1271,4 +1275,33 @@ fn a_customer_filters_its_own_orders_by_email() {
         .token(&server.alice.token)
         .send()
         .problem(403);
+}
+
+#[test]
+fn the_expiry_timer_cancels_stale_pending_orders_and_releases_stock() {
+    let server = Server::start_with(|config| {
+        config.expire_pending_after = Some(Duration::ZERO);
+        config.expire_every = Duration::from_millis(50);
+    });
+    let order = server.place(
+        &server.admin,
+        Some(server.alice.customer_id()),
+        &[(GADGET, 2)],
+    );
+    let id = order["id"].as_i64().expect("id");
+    wait_until(Duration::from_secs(5), "the order to be expired", || {
+        let order = server
+            .get(&format!("/api/orders/{id}"))
+            .token(&server.admin.token)
+            .send()
+            .json();
+        order["status"] == "CANCELLED"
+    });
+    let product = server
+        .get(&format!("/api/products/{GADGET}"))
+        .token(&server.admin.token)
+        .send()
+        .json();
+    assert_eq!(product["stock_reserved"], 0, "{product}");
+    assert!(server.store().verify().unwrap().is_clean());
 }
