@@ -79,6 +79,10 @@ fn copy_error(e: &Error) -> Error {
     }
 }
 
+/// Page cache of the write connection: the indexes a placement touches
+/// stay in memory (SQLite's default is 2 MiB).
+const WRITER_CACHE_KIB: u32 = 64 * 1024;
+
 /// Handles to the writer thread and the read pool.
 pub struct Db {
     jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
@@ -102,15 +106,30 @@ impl Db {
         metrics: Arc<Metrics>,
     ) -> Result<Db> {
         let store = Store::open(path)?;
+        store.set_cache_size_kib(WRITER_CACHE_KIB)?;
+        // A second connection copies the WAL back into the database file in
+        // the background (see `checkpoint_loop`), so the checkpoint SQLite
+        // runs after a commit once the WAL passes 1000 pages finds little
+        // left to copy and the commits clients wait for stay short.
+        let checkpointer = Store::open(path)?;
         let mut conns = Vec::with_capacity(readers);
         for _ in 0..readers.max(1) {
             conns.push(Store::open_read_only(path)?);
         }
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(max_batch.max(1) * 8);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpoint_stop = Arc::clone(&stop);
         let writer = std::thread::Builder::new()
             .name("oms-writer".into())
-            .spawn(move || writer_loop(store, rx, max_batch.max(1), &feed, &metrics))
+            .spawn(move || {
+                writer_loop(store, rx, max_batch.max(1), &feed, &metrics);
+                stop.store(true, std::sync::atomic::Ordering::Release);
+            })
             .map_err(|e| Error::io("cannot start the writer thread", e))?;
+        std::thread::Builder::new()
+            .name("oms-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpointer, &checkpoint_stop))
+            .map_err(|e| Error::io("cannot start the checkpoint thread", e))?;
         Ok(Db {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
@@ -190,6 +209,21 @@ impl Db {
             let _ = handle.join();
         }
     }
+}
+
+/// Copies the WAL back into the database file every few milliseconds, off
+/// the writer's path. A PASSIVE checkpoint never blocks the writer. It
+/// cannot reset the WAL while the writer keeps appending; the writer's own
+/// automatic checkpoint does that, cheaply, because little is left to copy.
+fn checkpoint_loop(store: &Store, stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        if let Err(e) = store.checkpoint() {
+            tracing::debug!(error = %e, "checkpoint skipped");
+        }
+    }
+    // A last one so the file is compact after a clean shutdown.
+    let _ = store.checkpoint();
 }
 
 fn writer_loop(

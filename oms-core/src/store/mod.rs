@@ -229,6 +229,26 @@ impl Store {
         )
     }
 
+    /// Sets the page cache of this connection, in KiB (SQLite's default is
+    /// 2000). The daemon's writer touches index pages all over the file;
+    /// keeping them cached saves a read per page per commit.
+    pub fn set_cache_size_kib(&self, kib: u32) -> Result<()> {
+        self.conn
+            .pragma_update(None, "cache_size", -i64::from(kib))?;
+        Ok(())
+    }
+
+    /// Copies committed WAL frames back into the database file without
+    /// blocking writers or readers (a PASSIVE checkpoint). Returns the
+    /// frames in the WAL and how many are checkpointed.
+    pub fn checkpoint(&self) -> Result<(i64, i64)> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })?)
+    }
+
     /// A database-wide setting.
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         settings::get(&self.conn, key)
