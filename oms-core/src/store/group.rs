@@ -13,7 +13,10 @@ use rusqlite::TransactionBehavior;
 use super::{Actor, Store, WriteTx, savepoint};
 use crate::{Result, Timestamp};
 
-/// One write of a group.
+/// One write of a group. A job runs inside its own SAVEPOINT, which is
+/// what makes it atomic: when an operation of the job fails, the job must
+/// report failure (return false) rather than go on, since the operation may
+/// have written part of its work.
 pub trait GroupJob: Send {
     /// Who makes the change.
     fn actor(&self) -> &Actor;
@@ -41,6 +44,8 @@ impl Store {
                 now,
                 currency: self.currency,
                 new_currency: Cell::new(None),
+                in_job: true,
+                failed: Cell::new(false),
             };
             savepoint(&tx, "SAVEPOINT job")?;
             if job.run(&wtx) {

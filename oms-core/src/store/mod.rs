@@ -4,9 +4,10 @@
 //! Locking: every write runs inside [`Store::write`], a `BEGIN IMMEDIATE`
 //! transaction, so the write lock is taken up front and two writers (the
 //! daemon and a CLI process) queue on the busy timeout instead of failing on
-//! a lock upgrade. Each public [`WriteTx`] operation is also wrapped in its
-//! own SAVEPOINT, so a failed operation leaves nothing behind even inside a
-//! larger transaction (a batch of requests, a CSV import).
+//! a lock upgrade. A failed [`WriteTx`] operation may have written part of
+//! its work, so nothing after it is committed: `Store::write` rolls the
+//! whole transaction back (even when the caller ignored the error), and a
+//! group commit rolls the job back to its own SAVEPOINT (see `group`).
 
 mod changes;
 mod customers;
@@ -203,8 +204,17 @@ impl Store {
             now: Timestamp::now(),
             currency: self.currency,
             new_currency: Cell::new(None),
+            in_job: false,
+            failed: Cell::new(false),
         };
         let out = f(&wtx)?;
+        if wtx.failed.get() {
+            // The caller went on after an operation failed: that operation
+            // may have written part of its work, so nothing is committed.
+            return Err(Error::Database(
+                "an operation failed inside the transaction and its error was ignored; nothing was written".into(),
+            ));
+        }
         let new_currency = wtx.new_currency.get();
         if commit {
             tx.commit()?;
@@ -286,8 +296,8 @@ impl Store {
     }
 }
 
-/// One write transaction. Obtained from [`Store::write`]; every method is
-/// atomic on its own (SAVEPOINT) and all of them commit together.
+/// One write transaction. Obtained from [`Store::write`]; its operations
+/// commit together, or none does if any failed.
 pub struct WriteTx<'a> {
     conn: &'a Connection,
     actor: &'a Actor,
@@ -295,6 +305,13 @@ pub struct WriteTx<'a> {
     currency: Currency,
     /// Set by `set_currency`, applied to the `Store` after commit.
     new_currency: Cell<Option<Currency>>,
+    /// Inside a group job, whose own SAVEPOINT already undoes a failed
+    /// operation: the per-operation SAVEPOINT is skipped (see `atomic`).
+    in_job: bool,
+    /// Set when an operation failed; `Store::write` then refuses to commit
+    /// even if the caller swallowed the error (it has no per-operation
+    /// SAVEPOINT to undo partial work).
+    failed: Cell<bool>,
 }
 
 impl WriteTx<'_> {
@@ -308,21 +325,19 @@ impl WriteTx<'_> {
         self.now
     }
 
-    /// Runs `f` inside a SAVEPOINT: on error everything `f` wrote is rolled
-    /// back and the outer transaction goes on.
+    /// Runs one operation and remembers whether it failed.
+    ///
+    /// No SAVEPOINT is taken: whoever runs the transaction undoes a failed
+    /// operation instead. `Store::write` rolls the whole transaction back
+    /// and refuses to commit after any failure; `write_group` rolls the job
+    /// back to its own SAVEPOINT. A SAVEPOINT per operation cost two extra
+    /// statements on every write of the hot path.
     fn atomic<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        savepoint(self.conn, "SAVEPOINT op")?;
-        match f() {
-            Ok(v) => {
-                savepoint(self.conn, "RELEASE op")?;
-                Ok(v)
-            }
-            Err(e) => {
-                savepoint(self.conn, "ROLLBACK TO op")?;
-                savepoint(self.conn, "RELEASE op")?;
-                Err(e)
-            }
+        let result = f();
+        if result.is_err() && !self.in_job {
+            self.failed.set(true);
         }
+        result
     }
 }
 

@@ -467,7 +467,10 @@ impl WriteTx<'_> {
                 "INSERT INTO orders (customer_id, status, total, currency, payment_collected,
                      tracking_code, idempotency_scope, idempotency_key, request_fingerprint,
                      version, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?10, ?6, ?7, ?8, 1, ?9, ?9)
+                 VALUES (?1, ?2, ?3, ?4, ?5,
+                         printf('TRK%010X%s', (SELECT COALESCE(MAX(id), 0) + 1 FROM orders),
+                                upper(hex(randomblob(8)))),
+                         ?6, ?7, ?8, 1, ?9, ?9)
                  RETURNING id, tracking_code",
             )?
             .query_row(
@@ -480,8 +483,7 @@ impl WriteTx<'_> {
                     self.actor.label(),
                     new.idempotency_key,
                     fingerprint,
-                    self.now.millis(),
-                    tracking_code(self.conn)?
+                    self.now.millis()
                 ],
                 |r| Ok((OrderId(r.get(0)?), r.get(1)?)),
             )?)
@@ -771,18 +773,10 @@ impl WriteTx<'_> {
     }
 }
 
-/// A new tracking code: `TRK`, a hex counter that grows with every order,
-/// and 64 random bits. The counter keeps the unique index appending at its
-/// end (a random code dirties a random index page per order, which showed
-/// as WAL volume); the random part keeps codes unguessable.
-fn tracking_code(conn: &Connection) -> Result<String> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT printf('TRK%010X%s', COALESCE(MAX(id), 0) + 1, upper(hex(randomblob(8))))
-             FROM orders",
-        )?
-        .query_row([], |r| r.get(0))?)
-}
+// Tracking codes are `TRK`, a hex counter that grows with every order, and
+// 64 random bits. The counter keeps the unique index appending at its end (a
+// random code dirtied a random index page per order, which showed as WAL
+// volume); the random part keeps codes unguessable.
 
 fn to_json(order: &Order) -> Result<String> {
     serde_json::to_string(order)
@@ -878,5 +872,65 @@ mod tests {
             serde_json::to_string(&placed.order).unwrap()
         );
         assert_eq!(placed.order.total.to_string(), "6.75");
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use crate::{
+        Actor, CustomerRef, Error, ItemRequest, NewCustomer, NewOrder, NewProduct, ProductRef,
+        Quantity, Sku, Store,
+    };
+
+    /// A failed placement may have reserved some lines before it failed;
+    /// a caller that ignores the error must not get that committed.
+    #[test]
+    fn an_ignored_failure_commits_nothing() {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .write(&Actor::cli(), |tx| {
+                for sku in ["A", "B"] {
+                    tx.add_product(&NewProduct {
+                        sku: Sku::parse(sku)?,
+                        name: sku.into(),
+                        price: tx.currency().parse_amount("1")?,
+                        stock_on_hand: 1,
+                        active: true,
+                    })?;
+                }
+                tx.add_customer(&NewCustomer {
+                    name: "C".into(),
+                    email: "c@example.com".into(),
+                    phone: None,
+                })?;
+                Ok(())
+            })
+            .unwrap();
+        let before = store.last_seq().unwrap();
+        let item = |sku: &str, q| ItemRequest {
+            product: ProductRef::parse(sku).unwrap(),
+            quantity: Quantity::new(q).unwrap(),
+        };
+        let result = store.write(&Actor::cli(), |tx| {
+            // A reserves, B fails: the placement fails after writing.
+            let failed = tx.place_order(&NewOrder {
+                customer: CustomerRef::Email("c@example.com".into()),
+                items: vec![item("A", 1), item("B", 2)],
+                paid: false,
+                idempotency_key: None,
+            });
+            assert!(matches!(failed, Err(Error::InsufficientStock { .. })));
+            Ok(())
+        });
+        assert!(matches!(result, Err(Error::Database(_))), "{result:?}");
+        assert_eq!(store.last_seq().unwrap(), before);
+        assert_eq!(
+            store
+                .product(&ProductRef::parse("A").unwrap())
+                .unwrap()
+                .stock_reserved,
+            0
+        );
+        assert!(store.verify().unwrap().is_clean());
     }
 }

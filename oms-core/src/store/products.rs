@@ -150,9 +150,15 @@ impl WriteTx<'_> {
     /// Adds a product; its initial stock is a `create` ledger row.
     pub fn add_product(&self, new: &NewProduct) -> Result<Product> {
         self.atomic(|| {
-            check_stock(new.stock_on_hand)?;
             self.ensure_sku_free(&new.sku, None)?;
-            self.conn
+            self.insert_product(new)
+        })
+    }
+
+    /// Inserts a product whose SKU is known to be free.
+    fn insert_product(&self, new: &NewProduct) -> Result<Product> {
+        check_stock(new.stock_on_hand)?;
+        self.conn
                 .prepare_cached(
                     "INSERT INTO products (sku, name, price, stock_on_hand, active, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -165,14 +171,25 @@ impl WriteTx<'_> {
                     new.active,
                     self.now.millis()
                 ])?;
-            let id = ProductId(self.conn.last_insert_rowid());
-            if new.stock_on_hand != 0 {
-                self.ledger(id, new.stock_on_hand, 0, Reason::Create, None)?;
-            }
-            let product = self.product_by_id(id)?;
-            self.log_change("product.created", "product", id.get(), None, &product)?;
-            Ok(product)
-        })
+        let id = ProductId(self.conn.last_insert_rowid());
+        if new.stock_on_hand != 0 {
+            self.ledger(id, new.stock_on_hand, 0, Reason::Create, None)?;
+        }
+        // Built from what was written, not read back (imports add 100k).
+        let product = Product {
+            id,
+            sku: new.sku.clone(),
+            name: new.name.clone(),
+            price: new.price,
+            stock_on_hand: new.stock_on_hand,
+            stock_reserved: 0,
+            stock_available: new.stock_on_hand,
+            active: new.active,
+            created_at: self.now,
+            updated_at: self.now,
+        };
+        self.log_change("product.created", "product", id.get(), None, &product)?;
+        Ok(product)
     }
 
     /// Changes name, SKU, price or active flag.
@@ -352,5 +369,29 @@ fn reason_name(reason: Reason) -> &'static str {
     match reason {
         Reason::Import => "import",
         _ => "restock",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Actor, NewProduct, ProductRef, Sku, Store};
+
+    /// The product returned by add is built in memory; it must be what
+    /// reading it back gives.
+    #[test]
+    fn added_product_equals_the_stored_one() {
+        let mut store = Store::open_in_memory().unwrap();
+        let added = store
+            .write(&Actor::cli(), |tx| {
+                tx.add_product(&NewProduct {
+                    sku: Sku::parse("A-1")?,
+                    name: "Apple".into(),
+                    price: tx.currency().parse_amount("2.50")?,
+                    stock_on_hand: 7,
+                    active: false,
+                })
+            })
+            .unwrap();
+        assert_eq!(store.product(&ProductRef::Id(added.id)).unwrap(), added);
     }
 }

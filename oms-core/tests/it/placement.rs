@@ -169,21 +169,23 @@ fn paid_placement_reserves_like_pending() {
 }
 
 #[test]
-fn a_failed_placement_inside_a_larger_transaction_leaves_the_rest() {
-    // Each WriteTx operation is its own savepoint: a refused placement
-    // does not undo the successful one before it in the same transaction.
+fn a_failed_placement_inside_a_larger_transaction_commits_nothing() {
+    // Operations take no savepoint of their own: a refused placement may
+    // have reserved lines before it failed, so a transaction that goes on
+    // after ignoring the error is refused whole, the first order included.
     let mut store = shop();
-    let (first, second) = store
-        .write(&Actor::cli(), |tx| {
-            let first = tx.place_order(&order_for(EMAIL, &[("A", 1)]));
-            let second = tx.place_order(&order_for(EMAIL, &[("A", 1), ("B", 9)]));
-            Ok((first, second))
-        })
-        .unwrap();
-    assert!(first.is_ok());
-    assert!(matches!(second, Err(Error::InsufficientStock { .. })));
-    assert_eq!(all_orders(&store).len(), 1);
-    assert_eq!(stock(&store, "A"), (5, 1));
+    let before = store.last_seq().unwrap();
+    let result = store.write(&Actor::cli(), |tx| {
+        let first = tx.place_order(&order_for(EMAIL, &[("A", 1)]));
+        let second = tx.place_order(&order_for(EMAIL, &[("A", 1), ("B", 9)]));
+        assert!(first.is_ok());
+        assert!(matches!(second, Err(Error::InsufficientStock { .. })));
+        Ok(())
+    });
+    assert!(matches!(result, Err(Error::Database(_))), "{result:?}");
+    assert_eq!(all_orders(&store).len(), 0);
+    assert_eq!(stock(&store, "A"), (5, 0));
     assert_eq!(stock(&store, "B"), (2, 0));
+    assert_eq!(store.last_seq().unwrap(), before);
     assert_invariants(&store);
 }
