@@ -80,8 +80,9 @@ fn copy_error(e: &Error) -> Error {
 }
 
 /// Page cache of the write connection: the indexes a placement touches
-/// stay in memory (SQLite's default is 2 MiB).
-const WRITER_CACHE_KIB: u32 = 64 * 1024;
+/// stay in memory (SQLite's default is 2 MiB); small enough that the
+/// daemon stays lean with thousands of idle connections.
+const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 /// Handles to the writer thread and the read pool.
 pub struct Db {

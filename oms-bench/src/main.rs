@@ -1,0 +1,140 @@
+//! `oms-bench`: the parts of `scripts/bench` that wrk cannot measure.
+//!
+//! - `storage`: the storage ceiling, placing orders in-process through
+//!   `Store::write_group` as the daemon's writer does (no HTTP);
+//! - `feed-latency`: how long long-poll waiters take to wake after a commit;
+//! - `idle-conns`: daemon memory and health-check latency while thousands of
+//!   long-poll connections are held.
+//!
+//! Every subcommand prints one line of `key=value` figures on stdout (read by
+//! `scripts/bench`), and progress notes on stderr. HTTP load only ever goes
+//! to a loopback address, with bounded counts and timeouts.
+
+mod feed;
+mod http;
+mod idle;
+mod stats;
+mod storage;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Parser)]
+#[command(name = "oms-bench", about = "Load harness for scripts/bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Place orders in-process through Store::write_group (the storage ceiling).
+    Storage(StorageArgs),
+    /// Wake latency of long-poll waiters on /api/changes after a commit.
+    FeedLatency(FeedArgs),
+    /// Hold idle long-poll connections; measure daemon RSS and /healthz latency.
+    IdleConns(IdleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StorageArgs {
+    /// Database file (created, migrated and seeded if empty).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Orders to place.
+    #[arg(long)]
+    pub orders: u64,
+    /// Orders per group commit (the daemon's writer groups what is queued).
+    #[arg(long, default_value_t = 64)]
+    pub group: usize,
+    /// Lines per order: a number, or a range such as `1-3` (varies by order).
+    #[arg(long, default_value = "3")]
+    pub lines: String,
+    /// Place every Nth order as PAID (0: all PENDING), so that status filters
+    /// have something to filter.
+    #[arg(long, default_value_t = 0)]
+    pub paid_every: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CommitVia {
+    /// PATCH /api/products/{sku} on the daemon; acknowledged by its response.
+    Http,
+    /// `oms product restock` as a separate process; acknowledged by its exit.
+    Cli,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FeedArgs {
+    /// The daemon, e.g. http://127.0.0.1:8080 (loopback only).
+    #[arg(long)]
+    pub url: String,
+    /// Admin bearer token.
+    #[arg(long, env = "OMS_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Long-poll requests waiting at once.
+    #[arg(long, default_value_t = 1000)]
+    pub waiters: usize,
+    /// Commits (each wakes every waiter once).
+    #[arg(long, default_value_t = 10)]
+    pub rounds: usize,
+    /// How the commit is made.
+    #[arg(long, value_enum, default_value_t = CommitVia::Http)]
+    pub commit: CommitVia,
+    /// The oms binary (for `--commit cli`).
+    #[arg(long, default_value = "oms")]
+    pub oms: PathBuf,
+    /// The daemon's database file (read for the newest change seq, and
+    /// written by `--commit cli`).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The product the commits touch.
+    #[arg(long, default_value = "SKU-001")]
+    pub sku: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IdleArgs {
+    /// The daemon, e.g. http://127.0.0.1:8080 (loopback only).
+    #[arg(long)]
+    pub url: String,
+    /// Admin bearer token.
+    #[arg(long, env = "OMS_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Idle long-poll connections to hold.
+    #[arg(long, default_value_t = 10_000)]
+    pub count: usize,
+    /// The daemon's process id (its VmRSS is read from /proc).
+    #[arg(long)]
+    pub pid: u32,
+    /// Sequential GET /healthz requests timed before and while holding.
+    #[arg(long, default_value_t = 200)]
+    pub healthz: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Storage(args) => storage::run(&args),
+        Command::FeedLatency(args) => runtime().and_then(|rt| rt.block_on(feed::run(&args))),
+        Command::IdleConns(args) => runtime().and_then(|rt| rt.block_on(idle::run(&args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oms-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
