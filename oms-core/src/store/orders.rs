@@ -72,25 +72,55 @@ fn order_from_row(r: &Row<'_>) -> rusqlite::Result<Order> {
     })
 }
 
+/// An item from `product_id, sku, name, unit_price, quantity` at `first`.
+fn item_from_row(r: &Row<'_>, first: usize, currency: Currency) -> rusqlite::Result<OrderItem> {
+    let unit_price = currency.from_minor(r.get(first + 3)?);
+    let quantity: i64 = r.get(first + 4)?;
+    Ok(OrderItem {
+        product_id: ProductId(r.get(first)?),
+        sku: Sku::from_stored(r.get(first + 1)?),
+        name: r.get(first + 2)?,
+        unit_price,
+        quantity,
+        line_total: currency.from_minor(unit_price.minor().saturating_mul(quantity)),
+    })
+}
+
 fn load_items(conn: &Connection, order: &mut Order) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "SELECT product_id, sku, name, unit_price, quantity FROM order_items
          WHERE order_id = ?1 ORDER BY line",
     )?;
     let currency = order.currency;
-    let items = stmt.query_map([order.id.get()], |r| {
-        let unit_price = currency.from_minor(r.get(3)?);
-        let quantity: i64 = r.get(4)?;
-        Ok(OrderItem {
-            product_id: ProductId(r.get(0)?),
-            sku: Sku::from_stored(r.get(1)?),
-            name: r.get(2)?,
-            unit_price,
-            quantity,
-            line_total: currency.from_minor(unit_price.minor().saturating_mul(quantity)),
-        })
-    })?;
+    let items = stmt.query_map([order.id.get()], |r| item_from_row(r, 0, currency))?;
     order.items = items.collect::<rusqlite::Result<_>>()?;
+    Ok(())
+}
+
+/// Loads the items of a page of orders with one statement.
+fn load_page_items(conn: &Connection, orders: &mut [Order]) -> Result<()> {
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let index: HashMap<i64, usize> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.id.get(), i))
+        .collect();
+    let ids = serde_json::to_string(&index.keys().collect::<Vec<_>>())
+        .map_err(|e| Error::Database(format!("cannot encode order ids: {e}")))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT order_id, product_id, sku, name, unit_price, quantity FROM order_items
+         WHERE order_id IN (SELECT value FROM json_each(?1)) ORDER BY order_id, line",
+    )?;
+    let mut rows = stmt.query([ids])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        if let Some(&i) = index.get(&id) {
+            let currency = orders[i].currency;
+            orders[i].items.push(item_from_row(r, 1, currency)?);
+        }
+    }
     Ok(())
 }
 
@@ -176,20 +206,24 @@ impl Store {
 
     /// Orders matching the filter, ordered by id, with their items.
     pub fn orders(&self, filter: &OrderFilter) -> Result<Vec<Order>> {
-        let (clause, mut values) = filter_clause(&self.conn, filter)?;
+        // One read transaction: the orders and their items are one snapshot.
+        let snapshot = self.conn.unchecked_transaction()?;
+        let (clause, mut values) = filter_clause(&snapshot, filter)?;
         values.push(Value::Integer(
             filter
                 .limit
                 .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
         ));
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders o WHERE {clause} ORDER BY o.id LIMIT ?"
-        ))?;
-        let mut orders: Vec<Order> = stmt
+        let mut orders: Vec<Order> = snapshot
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders o WHERE {clause} ORDER BY o.id LIMIT ?"
+            ))?
             .query_map(params_from_iter(values), order_from_row)?
             .collect::<rusqlite::Result<_>>()?;
-        for order in &mut orders {
-            load_items(&self.conn, order)?;
+        // Pages are small (the daemon caps them); `oms order list --limit 0`
+        // may list everything, so large lists load items in chunks.
+        for page in orders.chunks_mut(500) {
+            load_page_items(&snapshot, page)?;
         }
         Ok(orders)
     }
