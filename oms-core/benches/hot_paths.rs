@@ -115,55 +115,48 @@ fn place(c: &mut Criterion) {
         })
     });
 
-    let f = fixture();
-    let (mut store, mut counter) = (f.store, f.counter);
     group.throughput(Throughput::Elements(GROUP as u64));
-    group.bench_function("grouped 64 per commit (daemon writer)", |b| {
-        b.iter_batched(
-            || {
-                (0..GROUP)
-                    .map(|_| {
-                        counter += 1;
-                        PlaceJob {
-                            actor: Actor::system("bench"),
-                            order: order(counter),
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            },
-            |mut jobs| {
-                store
-                    .write_group(jobs.iter_mut().map(|j| j as &mut dyn GroupJob))
-                    .expect("group")
-            },
-            BatchSize::SmallInput,
-        )
-    });
-
-    let f = memory_fixture();
-    let (mut store, mut counter) = (f.store, f.counter);
-    group.bench_function("grouped 64 per commit, in memory (CPU only)", |b| {
-        b.iter_batched(
-            || {
-                (0..GROUP)
-                    .map(|_| {
-                        counter += 1;
-                        PlaceJob {
-                            actor: Actor::system("bench"),
-                            order: order(counter),
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            },
-            |mut jobs| {
-                store
-                    .write_group(jobs.iter_mut().map(|j| j as &mut dyn GroupJob))
-                    .expect("group")
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    grouped(
+        &mut group,
+        "grouped 64 per commit (daemon writer)",
+        fixture(),
+    );
+    grouped(
+        &mut group,
+        "grouped 64 per commit, in memory (CPU only)",
+        memory_fixture(),
+    );
     group.finish();
+}
+
+/// Places groups of 64 orders per `write_group`, as the daemon's writer.
+fn grouped(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    f: Fixture,
+) {
+    let (mut store, mut counter) = (f.store, f.counter);
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                (0..GROUP)
+                    .map(|_| {
+                        counter += 1;
+                        PlaceJob {
+                            actor: Actor::system("bench"),
+                            order: order(counter),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |mut jobs| {
+                store
+                    .write_group(jobs.iter_mut().map(|j| j as &mut dyn GroupJob))
+                    .expect("group")
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 fn status_change(c: &mut Criterion) {

@@ -863,72 +863,22 @@ fn fingerprint(
 #[cfg(test)]
 mod tests {
     use crate::{
-        Actor, CustomerRef, ItemRequest, NewCustomer, NewOrder, NewProduct, ProductRef, Quantity,
-        Sku, Store,
-    };
-
-    /// The order returned by placement is built in memory; it must be what
-    /// reading it back gives.
-    #[test]
-    fn placed_order_equals_the_stored_one() {
-        let mut store = Store::open_in_memory().unwrap();
-        let placed = store
-            .write(&Actor::cli(), |tx| {
-                for (sku, price) in [("A", "1.25"), ("B", "3.00")] {
-                    tx.add_product(&NewProduct {
-                        sku: Sku::parse(sku)?,
-                        name: format!("Product {sku}"),
-                        price: tx.currency().parse_amount(price)?,
-                        stock_on_hand: 10,
-                        active: true,
-                    })?;
-                }
-                tx.add_customer(&NewCustomer {
-                    name: "C".into(),
-                    email: "c@example.com".into(),
-                    phone: None,
-                })?;
-                let item = |sku: &str, q| ItemRequest {
-                    product: ProductRef::parse(sku).unwrap(),
-                    quantity: Quantity::new(q).unwrap(),
-                };
-                tx.place_order(&NewOrder {
-                    customer: CustomerRef::Email("c@example.com".into()),
-                    items: vec![item("A", 2), item("B", 1), item("A", 1)],
-                    paid: true,
-                    idempotency_key: Some("k".into()),
-                })
-            })
-            .unwrap();
-        assert_eq!(store.order(placed.order.id).unwrap(), placed.order);
-        assert_eq!(
-            placed.placed_json,
-            serde_json::to_string(&placed.order).unwrap()
-        );
-        assert_eq!(placed.order.total.to_string(), "6.75");
-    }
-}
-
-#[cfg(test)]
-mod failure_tests {
-    use crate::{
         Actor, CustomerRef, Error, ItemRequest, NewCustomer, NewOrder, NewProduct, ProductRef,
         Quantity, Sku, Store,
     };
 
-    /// A failed placement may have reserved some lines before it failed;
-    /// a caller that ignores the error must not get that committed.
-    #[test]
-    fn an_ignored_failure_commits_nothing() {
+    /// A shop with products A (1.25, 10 units) and B (3.00, 1 unit) and one
+    /// customer, c@example.com.
+    fn shop() -> Store {
         let mut store = Store::open_in_memory().unwrap();
         store
             .write(&Actor::cli(), |tx| {
-                for sku in ["A", "B"] {
+                for (sku, price, stock) in [("A", "1.25", 10), ("B", "3.00", 1)] {
                     tx.add_product(&NewProduct {
                         sku: Sku::parse(sku)?,
-                        name: sku.into(),
-                        price: tx.currency().parse_amount("1")?,
-                        stock_on_hand: 1,
+                        name: format!("Product {sku}"),
+                        price: tx.currency().parse_amount(price)?,
+                        stock_on_hand: stock,
                         active: true,
                     })?;
                 }
@@ -940,19 +890,50 @@ mod failure_tests {
                 Ok(())
             })
             .unwrap();
+        store
+    }
+
+    fn order(items: &[(&str, i64)], paid: bool) -> NewOrder {
+        NewOrder {
+            customer: CustomerRef::Email("c@example.com".into()),
+            items: items
+                .iter()
+                .map(|&(sku, q)| ItemRequest {
+                    product: ProductRef::parse(sku).unwrap(),
+                    quantity: Quantity::new(q).unwrap(),
+                })
+                .collect(),
+            paid,
+            idempotency_key: Some(format!("{items:?}")),
+        }
+    }
+
+    /// The order returned by placement is built in memory; it must be what
+    /// reading it back gives.
+    #[test]
+    fn placed_order_equals_the_stored_one() {
+        let mut store = shop();
+        let new = order(&[("A", 2), ("B", 1), ("A", 1)], true);
+        let placed = store
+            .write(&Actor::cli(), |tx| tx.place_order(&new))
+            .unwrap();
+        assert_eq!(store.order(placed.order.id).unwrap(), placed.order);
+        assert_eq!(
+            placed.placed_json,
+            serde_json::to_string(&placed.order).unwrap()
+        );
+        assert_eq!(placed.order.total.to_string(), "6.75");
+    }
+
+    /// A failed placement may have reserved some lines before it failed;
+    /// a caller that ignores the error must not get that committed.
+    #[test]
+    fn an_ignored_failure_commits_nothing() {
+        let mut store = shop();
         let before = store.last_seq().unwrap();
-        let item = |sku: &str, q| ItemRequest {
-            product: ProductRef::parse(sku).unwrap(),
-            quantity: Quantity::new(q).unwrap(),
-        };
         let result = store.write(&Actor::cli(), |tx| {
             // A reserves, B fails: the placement fails after writing.
-            let failed = tx.place_order(&NewOrder {
-                customer: CustomerRef::Email("c@example.com".into()),
-                items: vec![item("A", 1), item("B", 2)],
-                paid: false,
-                idempotency_key: None,
-            });
+            let failed = tx.place_order(&order(&[("A", 1), ("B", 2)], false));
             assert!(matches!(failed, Err(Error::InsufficientStock { .. })));
             Ok(())
         });
