@@ -402,6 +402,10 @@ pub struct Change {
     pub entity_id: i64,
     pub actor: String,
     pub data: serde_json::Value,
+    /// The customer whose data this change concerns (a customer's feed shows
+    /// only these); not part of the JSON.
+    #[serde(skip)]
+    pub customer_id: Option<CustomerId>,
 }
 
 /// One row of the flat order export (one per order item).

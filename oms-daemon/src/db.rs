@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use oms_core::{Actor, Error, GroupJob, Result, Store, WriteTx};
+use oms_core::{Actor, Error, GroupJob, Result, Seq, Store, WriteTx};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::feed::Feed;
@@ -78,6 +78,10 @@ fn copy_error(e: &Error) -> Error {
         other => Error::Database(format!("commit failed: {other}")),
     }
 }
+
+/// Most changes published with one commit; a larger burst (another
+/// process's import) is published as a seq only, and waiters query.
+const MAX_PUBLISHED: u64 = 4096;
 
 /// Page cache of the write connection: the indexes a placement touches
 /// stay in memory (SQLite's default is 2 MiB); small enough that the
@@ -235,6 +239,7 @@ fn writer_loop(
     metrics: &Metrics,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    let mut last_seq = store.last_seq().unwrap_or(Seq(0));
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -251,9 +256,19 @@ fn writer_loop(
         match &result {
             // Publish after the commit and before answering: a client that
             // got its answer finds its change in the feed.
-            Ok(()) => match store.last_seq() {
-                Ok(seq) => feed.publish(seq),
-                Err(e) => tracing::warn!(error = %e, "cannot read the last change seq"),
+            // The new changes go with it, so woken waiters need no query.
+            Ok(()) => match store.changes_after(last_seq, MAX_PUBLISHED, None) {
+                Ok(recent) => {
+                    if let Some(newest) = recent.last().map(|c| c.seq) {
+                        if recent.len() as u64 >= MAX_PUBLISHED {
+                            feed.publish(newest);
+                        } else {
+                            feed.publish_changes(newest, last_seq, Arc::new(recent));
+                        }
+                        last_seq = newest;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the new changes"),
             },
             Err(e) => tracing::error!(error = %e, jobs = batch.len(), "group commit failed"),
         }

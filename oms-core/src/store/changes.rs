@@ -68,6 +68,7 @@ pub(crate) fn changes_after(
                 entity_id: r.get(4)?,
                 actor: r.get(5)?,
                 data: serde_json::Value::Null,
+                customer_id: r.get::<_, Option<i64>>(7)?.map(CustomerId),
             },
             r.get(6)?,
         ))
@@ -75,7 +76,7 @@ pub(crate) fn changes_after(
     let rows: Vec<(Change, String)> = match customer {
         None => {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, at, type, entity, entity_id, actor, data FROM changes
+                "SELECT seq, at, type, entity, entity_id, actor, data, customer_id FROM changes
                  WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             stmt.query_map(params![after.get(), limit], map)?
@@ -83,7 +84,7 @@ pub(crate) fn changes_after(
         }
         Some(customer) => {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, at, type, entity, entity_id, actor, data FROM changes
+                "SELECT seq, at, type, entity, entity_id, actor, data, customer_id FROM changes
                  WHERE customer_id = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             stmt.query_map(params![after.get(), limit, customer.get()], map)?

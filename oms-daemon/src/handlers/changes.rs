@@ -36,13 +36,25 @@ pub async fn poll(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
     let mut feed = ctx.app.feed.subscribe();
     let mut shutdown = ctx.app.shutdown.subscribe();
     let mut slot = None;
+    let mut woken = false;
     loop {
-        feed.borrow_and_update();
-        let changes = ctx
-            .app
-            .db
-            .read(move |store| store.changes_after(after, limit, customer))
-            .await?;
+        let published = feed.borrow_and_update().clone();
+        // After a wake-up the published changes usually hold the answer;
+        // the first look, and any gap, go to the database.
+        let from_memory = if woken {
+            published.changes_after(after, limit, customer)
+        } else {
+            None
+        };
+        let changes = match from_memory {
+            Some(changes) => changes,
+            None => {
+                ctx.app
+                    .db
+                    .read(move |store| store.changes_after(after, limit, customer))
+                    .await?
+            }
+        };
         if let Some(last) = changes.last() {
             let next = last.seq;
             return Ok(http::json(
@@ -66,6 +78,7 @@ pub async fn poll(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
                 if changed.is_err() {
                     return Ok(http::json(StatusCode::OK, &json!({"changes": [], "next": after})));
                 }
+                woken = true;
             }
             _ = shutdown.changed() => {}
             () = tokio::time::sleep_until(deadline) => {}
