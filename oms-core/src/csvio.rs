@@ -90,6 +90,8 @@ pub fn restore(cell: &str) -> &str {
 /// A CSV writer that neutralises every cell.
 pub struct CsvWriter<W: Write> {
     inner: csv::Writer<W>,
+    /// Reused to format numbers and times without an allocation per cell.
+    scratch: String,
 }
 
 impl<W: Write> CsvWriter<W> {
@@ -99,15 +101,44 @@ impl<W: Write> CsvWriter<W> {
             .terminator(csv::Terminator::CRLF)
             .quote_style(csv::QuoteStyle::Necessary)
             .from_writer(out);
-        let mut w = CsvWriter { inner };
+        let mut w = CsvWriter {
+            inner,
+            scratch: String::new(),
+        };
         w.row(header.iter().copied())?;
         Ok(w)
     }
 
     /// Writes one row.
     pub fn row<'a>(&mut self, cells: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        for cell in cells {
+            self.field(cell)?;
+        }
+        self.end_row()
+    }
+
+    /// Writes one cell of the current row.
+    pub fn field(&mut self, cell: &str) -> Result<()> {
         self.inner
-            .write_record(cells.into_iter().map(|c| neutralize(c).into_owned()))
+            .write_field(neutralize(cell).as_bytes())
+            .map_err(csv_write_error)
+    }
+
+    /// Writes one cell from its `Display` form, without allocating.
+    pub fn field_display(&mut self, cell: impl std::fmt::Display) -> Result<()> {
+        use std::fmt::Write as _;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let _ = write!(scratch, "{cell}");
+        let result = self.field(&scratch);
+        self.scratch = scratch;
+        result
+    }
+
+    /// Ends the current row.
+    pub fn end_row(&mut self) -> Result<()> {
+        self.inner
+            .write_record(None::<&[u8]>)
             .map_err(csv_write_error)
     }
 
@@ -152,24 +183,29 @@ pub fn customer_cells(c: &Customer) -> Vec<String> {
     ]
 }
 
-/// The cells of an item row, in [`ORDER_COLUMNS`] order.
-pub fn order_row_cells(r: &OrderExportRow) -> Vec<String> {
-    vec![
-        r.order_id.to_string(),
-        r.order_ref.clone(),
-        r.created_at.to_string(),
-        r.status.to_string(),
-        r.customer_id.to_string(),
-        r.customer_email.clone(),
-        r.customer_name.clone(),
-        r.sku.clone(),
-        r.product_name.clone(),
-        r.quantity.to_string(),
-        r.unit_price.to_string(),
-        r.line_total.to_string(),
-        r.order_total.to_string(),
-        r.currency.to_string(),
-    ]
+/// Writes one item row in [`ORDER_COLUMNS`] order, formatting numbers
+/// without a `String` per cell (the export writes millions of rows).
+/// `created_at` is the row's creation time, formatted once per order.
+pub fn write_order_row<W: Write>(
+    w: &mut CsvWriter<W>,
+    r: &OrderExportRow,
+    created_at: &str,
+) -> Result<()> {
+    w.field_display(r.order_id)?;
+    w.field(&r.order_ref)?;
+    w.field(created_at)?;
+    w.field(r.status.as_str())?;
+    w.field_display(r.customer_id)?;
+    w.field(&r.customer_email)?;
+    w.field(&r.customer_name)?;
+    w.field(&r.sku)?;
+    w.field(&r.product_name)?;
+    w.field_display(r.quantity)?;
+    w.field_display(r.unit_price)?;
+    w.field_display(r.line_total)?;
+    w.field_display(r.order_total)?;
+    w.field(r.currency.code())?;
+    w.end_row()
 }
 
 /// The `items` cell of a by-order row: `SKU*QTY;SKU*QTY`.
@@ -233,12 +269,15 @@ pub fn export_orders<W: Write>(
     if !by_order {
         let mut w = CsvWriter::new(out, &ORDER_COLUMNS)?;
         let mut last = None;
-        store.for_each_export_row(filter, |row| {
-            if last != Some(row.order_id) {
+        // An order's rows share its creation time: format it once per order.
+        let mut created_at = String::new();
+        store.for_each_export_row(filter, |r| {
+            if last != Some(r.order_id) {
                 orders += 1;
-                last = Some(row.order_id);
+                last = Some(r.order_id);
+                created_at = r.created_at.to_string();
             }
-            w.row(order_row_cells(&row).iter().map(String::as_str))
+            write_order_row(&mut w, &r, &created_at)
         })?;
         w.flush()?;
         return Ok(orders);
