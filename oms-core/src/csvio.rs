@@ -135,6 +135,14 @@ impl<W: Write> CsvWriter<W> {
         result
     }
 
+    /// Writes an integer cell (never needs neutralising: ids and
+    /// quantities are positive).
+    pub fn field_int(&mut self, cell: i64) -> Result<()> {
+        self.inner
+            .write_field(itoa::Buffer::new().format(cell))
+            .map_err(csv_write_error)
+    }
+
     /// Ends the current row.
     pub fn end_row(&mut self) -> Result<()> {
         self.inner
@@ -191,16 +199,16 @@ pub fn write_order_row<W: Write>(
     r: &OrderExportRow,
     created_at: &str,
 ) -> Result<()> {
-    w.field_display(r.order_id)?;
+    w.field_int(r.order_id.get())?;
     w.field(&r.order_ref)?;
     w.field(created_at)?;
     w.field(r.status.as_str())?;
-    w.field_display(r.customer_id)?;
+    w.field_int(r.customer_id.get())?;
     w.field(&r.customer_email)?;
     w.field(&r.customer_name)?;
     w.field(&r.sku)?;
     w.field(&r.product_name)?;
-    w.field_display(r.quantity)?;
+    w.field_int(r.quantity)?;
     w.field_display(r.unit_price)?;
     w.field_display(r.line_total)?;
     w.field_display(r.order_total)?;

@@ -162,19 +162,25 @@ impl Money {
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.minor < 0 { "-" } else { "" };
+        // Formatted by hand with itoa: amounts are printed millions of times
+        // by exports and lists, and the padding machinery of `write!` showed
+        // in profiles.
+        if self.minor < 0 {
+            f.write_str("-")?;
+        }
         let abs = self.minor.unsigned_abs();
+        let mut digits = itoa::Buffer::new();
         if self.exponent == 0 {
-            return write!(f, "{sign}{abs}");
+            return f.write_str(digits.format(abs));
         }
         let scale = 10u64.pow(u32::from(self.exponent));
-        write!(
-            f,
-            "{sign}{}.{:0width$}",
-            abs / scale,
-            abs % scale,
-            width = usize::from(self.exponent)
-        )
+        f.write_str(digits.format(abs / scale))?;
+        f.write_str(".")?;
+        let frac = digits.format(abs % scale);
+        for _ in frac.len()..usize::from(self.exponent) {
+            f.write_str("0")?;
+        }
+        f.write_str(frac)
     }
 }
 
