@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 
 use crate::{
-    Customer, CustomerRef, Error, ImportSummary, ItemRequest, NewCustomer, NewOrder, Order,
+    Customer, CustomerRef, Error, ImportSummary, ItemRequest, NewCustomer, NewOrder,
     OrderExportRow, OrderFilter, Product, ProductRef, Quantity, Result, Sku, Status, Store,
     Upserted, WriteTx, parse_email, parse_name,
 };
@@ -223,22 +223,6 @@ pub fn items_cell<'a>(items: impl IntoIterator<Item = (&'a str, i64)>) -> String
         .map(|(sku, qty)| format!("{sku}*{qty}"))
         .collect::<Vec<_>>()
         .join(";")
-}
-
-/// The cells of a by-order row for an order (used by `--format csv` lists).
-pub fn order_summary_cells(o: &Order, customer_email: &str, customer_name: &str) -> Vec<String> {
-    vec![
-        o.id.to_string(),
-        o.idempotency_key.clone().unwrap_or_default(),
-        o.created_at.to_string(),
-        o.status.to_string(),
-        o.customer_id.to_string(),
-        customer_email.to_string(),
-        customer_name.to_string(),
-        items_cell(o.items.iter().map(|i| (i.sku.as_str(), i.quantity))),
-        o.total.to_string(),
-        o.currency.to_string(),
-    ]
 }
 
 /// Writes every product. Returns the number of rows.

@@ -2,9 +2,9 @@
 //! never oversell, never fail on a locked database, and leave the ledger
 //! consistent.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use crate::support::{CONFLICT, Db, OK, n, oms_bin};
+use crate::support::{CONFLICT, Db, OK, n};
 
 const BUYERS: usize = 30;
 const UNITS: i64 = 10;
@@ -18,25 +18,19 @@ fn thirty_processes_buy_the_last_ten_units() {
     // Start every process before waiting for any, so they really race.
     let children: Vec<_> = (0..BUYERS)
         .map(|_| {
-            Command::new(oms_bin())
-                .env_remove("OMS_DB")
-                .env_remove("OMS_LOG")
-                .current_dir(db.dir())
-                .arg("--db")
-                .arg(db.path())
-                .args([
-                    "order",
-                    "place",
-                    "--customer",
-                    "buyer@example.com",
-                    "--item",
-                    "HOT:1",
-                    "-q",
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn oms")
+            db.std_cmd(&[
+                "order",
+                "place",
+                "--customer",
+                "buyer@example.com",
+                "--item",
+                "HOT:1",
+                "-q",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn oms")
         })
         .collect();
     let outputs: Vec<_> = children

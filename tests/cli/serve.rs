@@ -320,26 +320,20 @@ fn http_and_cli_buyers_racing_for_the_last_units_never_oversell() {
         .collect();
     let cli_buyers: Vec<_> = (0..CLI_BUYERS)
         .map(|_| {
-            Command::new(oms_bin())
-                .env_remove("OMS_DB")
-                .env_remove("OMS_LOG")
-                .current_dir(db.dir())
-                .arg("--db")
-                .arg(db.path())
-                .args([
-                    "order",
-                    "place",
-                    "--customer",
-                    "racer@example.com",
-                    "--item",
-                    "RACE:1",
-                    "-q",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn oms order place")
+            db.std_cmd(&[
+                "order",
+                "place",
+                "--customer",
+                "racer@example.com",
+                "--item",
+                "RACE:1",
+                "-q",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn oms order place")
         })
         .collect();
     barrier.wait();

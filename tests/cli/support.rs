@@ -86,7 +86,13 @@ impl Db {
     /// `oms --db <path> ARGS...`, isolated from the caller's environment
     /// and working directory.
     pub fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::new(oms_bin());
+        assert_cmd::Command::from_std(self.std_cmd(args))
+    }
+
+    /// The same command as a plain `std::process::Command`, for tests that
+    /// start many processes before waiting for any.
+    pub fn std_cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(oms_bin());
         cmd.env_remove("OMS_DB")
             .env_remove("OMS_LOG")
             .current_dir(self.dir.path())

@@ -43,15 +43,6 @@ impl Store {
         find(&self.conn, email)?.ok_or_else(|| Error::not_found("user", email))
     }
 
-    /// A user by id.
-    pub fn user_by_id(&self, id: UserId) -> Result<User> {
-        self.conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?
-            .query_row([id.get()], from_row)
-            .optional()?
-            .ok_or_else(|| Error::not_found("user", id))
-    }
-
     /// All users ordered by id.
     pub fn users(&self) -> Result<Vec<User>> {
         let mut stmt = self
