@@ -45,12 +45,7 @@ pub(crate) fn find(
     match product {
         ProductRef::Id(id) => by_id(id.get()),
         ProductRef::Key(key) => {
-            let mut stmt =
-                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM products WHERE sku = ?1"))?;
-            if let Some(p) = stmt
-                .query_row([key], |r| from_row(r, currency))
-                .optional()?
-            {
+            if let Some(p) = find_by_sku(conn, key, currency)? {
                 return Ok(Some(p));
             }
             match key.parse::<i64>() {
@@ -59,6 +54,15 @@ pub(crate) fn find(
             }
         }
     }
+}
+
+/// The product whose SKU is exactly `sku`.
+fn find_by_sku(conn: &Connection, sku: &str, currency: Currency) -> Result<Option<Product>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM products WHERE sku = ?1"))?;
+    Ok(stmt
+        .query_row([sku], |r| from_row(r, currency))
+        .optional()?)
 }
 
 pub(crate) fn get(conn: &Connection, product: &ProductRef, currency: Currency) -> Result<Product> {
@@ -313,11 +317,11 @@ impl WriteTx<'_> {
         active: Option<bool>,
     ) -> Result<Upserted> {
         self.atomic(|| {
-            match find(self.conn, &ProductRef::Key(sku.to_string()), self.currency)?
-                .filter(|p| p.sku == *sku)
-            {
+            // Matched by SKU only (never by id); a miss means the SKU is
+            // free, so the insert needs no second lookup.
+            match find_by_sku(self.conn, sku.as_str(), self.currency)? {
                 None => {
-                    self.add_product(&NewProduct {
+                    self.insert_product(&NewProduct {
                         sku: sku.clone(),
                         name: name.to_string(),
                         price,
