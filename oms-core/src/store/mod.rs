@@ -27,6 +27,7 @@ use std::cell::Cell;
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::{Currency, Error, Result, Timestamp};
@@ -157,6 +158,11 @@ impl Store {
              PRAGMA temp_store = MEMORY;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
+        // Query planner stability: a plan never depends on bound values.
+        // Without it SQLite re-compiles some cached statements each time a
+        // new value is bound (the order-items lookup of every GET did), and
+        // no query here gains from a value-specific plan.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         if !options.read_only {
             schema::migrate(&mut conn)?;
         }

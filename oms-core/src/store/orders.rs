@@ -86,11 +86,11 @@ fn item_from_row(r: &Row<'_>, first: usize, currency: Currency) -> rusqlite::Res
     })
 }
 
+const ITEMS_OF_ORDER: &str = "SELECT product_id, sku, name, unit_price, quantity FROM order_items
+     WHERE order_id = ?1 ORDER BY line";
+
 fn load_items(conn: &Connection, order: &mut Order) -> Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT product_id, sku, name, unit_price, quantity FROM order_items
-         WHERE order_id = ?1 ORDER BY line",
-    )?;
+    let mut stmt = conn.prepare_cached(ITEMS_OF_ORDER)?;
     let currency = order.currency;
     let items = stmt.query_map([order.id.get()], |r| item_from_row(r, 0, currency))?;
     order.items = items.collect::<rusqlite::Result<_>>()?;
@@ -947,5 +947,28 @@ mod tests {
             0
         );
         assert!(store.verify().unwrap().is_clean());
+    }
+
+    /// Reading orders one after another reuses the compiled items query;
+    /// SQLite used to re-compile it for every new order id (see
+    /// `Store::setup`, query planner stability).
+    #[test]
+    fn reading_orders_does_not_recompile_the_items_query() {
+        let mut store = shop();
+        let mut ids = Vec::new();
+        for n in 1..=3 {
+            let placed = store
+                .write(&Actor::cli(), |tx| {
+                    tx.place_order(&order(&[("A", n)], false))
+                })
+                .unwrap();
+            ids.push(placed.order.id);
+        }
+        for id in ids {
+            assert_eq!(store.order(id).unwrap().id, id);
+        }
+        let stmt = store.conn.prepare_cached(super::ITEMS_OF_ORDER).unwrap();
+        assert!(stmt.get_status(rusqlite::StatementStatus::Run) >= 3);
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
 }
