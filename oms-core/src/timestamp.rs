@@ -57,6 +57,14 @@ impl Timestamp {
     }
 }
 
+/// Writes `value` as zero-padded decimal digits filling `out`.
+fn put_digits(out: &mut [u8], mut value: u16) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let nanos = i128::from(self.0) * 1_000_000;
@@ -67,11 +75,28 @@ impl fmt::Display for Timestamp {
                 let dt = dt.to_offset(UtcOffset::UTC);
                 let (year, month, day) = dt.to_calendar_date();
                 let (hour, minute, second, milli) = dt.to_hms_milli();
-                write!(
-                    f,
-                    "{year:04}-{:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z",
-                    u8::from(month)
-                )
+                match u16::try_from(year) {
+                    // Digits written straight into a buffer: `write!` with
+                    // padded fields costs more than the calendar arithmetic,
+                    // and every order in a list has two timestamps.
+                    Ok(year @ 0..=9999) => {
+                        let mut text = *b"0000-00-00T00:00:00.000Z";
+                        put_digits(&mut text[0..4], year);
+                        put_digits(&mut text[5..7], u16::from(u8::from(month)));
+                        put_digits(&mut text[8..10], u16::from(day));
+                        put_digits(&mut text[11..13], u16::from(hour));
+                        put_digits(&mut text[14..16], u16::from(minute));
+                        put_digits(&mut text[17..19], u16::from(second));
+                        put_digits(&mut text[20..23], milli);
+                        // Only ASCII digits and separators were written.
+                        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+                    }
+                    _ => write!(
+                        f,
+                        "{year:04}-{:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z",
+                        u8::from(month)
+                    ),
+                }
             }
             Err(_) => write!(f, "invalid-time({})", self.0),
         }
@@ -108,6 +133,39 @@ mod tests {
         let text = t.to_string();
         assert!(text.ends_with('Z'), "{text}");
         assert_eq!(Timestamp::parse(&text).unwrap(), t);
+    }
+
+    #[test]
+    fn renders_fixed_width_fields() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (-1, "1969-12-31T23:59:59.999Z"),
+            (951_782_400_007, "2000-02-29T00:00:00.007Z"),
+            (1_795_000_000_123, "2026-11-18T11:06:40.123Z"),
+            (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
+        ];
+        for (ms, text) in cases {
+            assert_eq!(Timestamp::from_millis(ms).to_string(), text);
+        }
+    }
+
+    proptest::proptest! {
+        /// The hand-written digits agree with `time`'s own formatting from
+        /// year 1 to year 9999, and parse back to the same instant.
+        #[test]
+        fn rendering_matches_time_and_round_trips(
+            ms in -62_135_596_800_000i64..=253_402_300_799_999,
+        ) {
+            let dt = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+            let reference = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                dt.year(), u8::from(dt.month()), dt.day(),
+                dt.hour(), dt.minute(), dt.second(), dt.millisecond()
+            );
+            let text = Timestamp::from_millis(ms).to_string();
+            proptest::prop_assert_eq!(&text, &reference);
+            proptest::prop_assert_eq!(Timestamp::parse(&text).unwrap(), Timestamp::from_millis(ms));
+        }
     }
 
     #[test]
