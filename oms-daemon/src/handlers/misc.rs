@@ -12,7 +12,7 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 /// 200 when the database answers a query, 503 otherwise.
 pub async fn healthz(ctx: Ctx<'_>) -> Result<Response, Problem> {
-    match ctx.app.db.read(|store| store.ping()).await {
+    match ctx.app.db.lookup(|store| store.ping()).await {
         Ok(()) => Ok(http::json(StatusCode::OK, &json!({"status": "ok"}))),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");

@@ -281,7 +281,7 @@ pub async fn list(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
 /// Loads an order the caller may see; another customer's order is 404.
 async fn visible_order(ctx: &Ctx<'_>) -> Result<Order, Problem> {
     let id = OrderId(ctx.id()?);
-    let order = ctx.app.db.read(move |store| store.order(id)).await?;
+    let order = ctx.app.db.lookup(move |store| store.order(id)).await?;
     if !ctx.access.can_see(order.customer_id) {
         return Err(Problem::not_found(format!("order {id} not found")));
     }

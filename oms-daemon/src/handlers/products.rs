@@ -88,7 +88,11 @@ fn product_ref(ctx: &Ctx<'_>) -> Result<ProductRef, Problem> {
 
 pub async fn get(ctx: Ctx<'_>) -> Result<Response, Problem> {
     let target = product_ref(&ctx)?;
-    let product = ctx.app.db.read(move |store| store.product(&target)).await?;
+    let product = ctx
+        .app
+        .db
+        .lookup(move |store| store.product(&target))
+        .await?;
     Ok(http::json(StatusCode::OK, &product))
 }
 
