@@ -88,11 +88,6 @@ const MAX_PUBLISHED: u64 = 4096;
 /// daemon stays lean with thousands of idle connections.
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
-/// How much of the file each reader maps into memory. Reads then cost no
-/// system call per page; the pages are the kernel's page cache, shared by
-/// all readers, so this is address space, not resident memory.
-const READER_MMAP_BYTES: u64 = 1 << 34;
-
 /// Handles to the writer thread and the read pool.
 pub struct Db {
     jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
@@ -124,9 +119,7 @@ impl Db {
         let checkpointer = Store::open(path)?;
         let mut conns = Vec::with_capacity(readers);
         for _ in 0..readers.max(1) {
-            let reader = Store::open_read_only(path)?;
-            reader.set_mmap_size(READER_MMAP_BYTES)?;
-            conns.push(reader);
+            conns.push(Store::open_read_only(path)?);
         }
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(max_batch.max(1) * 8);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -254,16 +254,6 @@ impl Store {
         Ok(())
     }
 
-    /// Lets this connection read up to `bytes` of the database file through
-    /// a memory map instead of a `pread` and a copy per page (SQLite's
-    /// `mmap_size`; 0 turns it off). Meant for the daemon's readers, whose
-    /// point lookups land on random pages of a large file.
-    pub fn set_mmap_size(&self, bytes: u64) -> Result<()> {
-        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
-        self.conn.pragma_update(None, "mmap_size", bytes)?;
-        Ok(())
-    }
-
     /// Copies committed WAL frames back into the database file without
     /// blocking writers or readers (a PASSIVE checkpoint). Returns the
     /// frames in the WAL and how many are checkpointed.
