@@ -31,6 +31,10 @@ pub async fn poll(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
             "wait must be at most {MAX_WAIT_SECS} seconds"
         )));
     }
+    // The request's headers share hyper's first read buffer; dropping them
+    // now frees it for the whole wait (8 KiB per waiting connection).
+    drop(q);
+    drop(req);
     let customer = ctx.access.own_customer();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let mut feed = ctx.app.feed.subscribe();
