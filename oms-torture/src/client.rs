@@ -106,14 +106,6 @@ impl Client {
         Client { addr, sender: None }
     }
 
-    /// Opens the connection now (a later `send` reuses it).
-    pub async fn connect(&mut self) -> Result<(), Failure> {
-        if self.sender.is_none() {
-            self.sender = Some(connect(self.addr).await?);
-        }
-        Ok(())
-    }
-
     /// Sends `call` and reads the whole answer, within `limit`.
     pub async fn send(&mut self, call: &Call<'_>, limit: Duration) -> Result<Reply, Failure> {
         let result = match timeout(limit, self.exchange(call)).await {

@@ -157,17 +157,23 @@ pub async fn run(args: Args) -> Result<Verdict> {
                 out
             }));
         }
-        // A CLI import beside the daemon; killed with it in odd rounds.
+        let up =
+            Duration::from_millis(rng.u64(args.min_up_ms..=args.max_up_ms.max(args.min_up_ms)));
+        let kill_at = Instant::now() + up;
+        // A CLI import beside the daemon. In odd rounds it is killed with
+        // the daemon, and started shortly before the kill so that it is
+        // likely to be running then.
         let import_file = work.join(format!("crash-import-{round}.csv"));
         let import_orders =
             write_import(&import_file, round, args.import_lines, args.skus, &mut rng)?;
-        let mut import = oms
-            .command(&["order", "import", path_str(&import_file)?])
-            .spawn()?;
         let kill_import = round % 2 == 1;
-
-        let up =
-            Duration::from_millis(rng.u64(args.min_up_ms..=args.max_up_ms.max(args.min_up_ms)));
+        let import_path = path_str(&import_file)?;
+        let import_cmd = || oms.command(&["order", "import", import_path]).spawn();
+        let mut import = if kill_import {
+            None
+        } else {
+            Some(import_cmd()?)
+        };
         let backup = args.backup_every > 0 && round % args.backup_every == 0;
         let snapshot = work.join(format!("crash-backup-{round}.db"));
         if backup {
@@ -182,10 +188,14 @@ pub async fn run(args: Args) -> Result<Verdict> {
                     run.error_line()
                 )
             });
-            tokio::time::sleep(up / 2).await;
-        } else {
-            tokio::time::sleep(up).await;
         }
+        if import.is_none() {
+            let lead = Duration::from_millis(rng.u64(20..400));
+            tokio::time::sleep_until(kill_at.checked_sub(lead).unwrap_or(kill_at).into()).await;
+            import = Some(import_cmd()?);
+        }
+        let mut import = import.ok_or("the import never started")?;
+        tokio::time::sleep_until(kill_at.into()).await;
         daemon.kill9().await?;
         figures.kills += 1;
         let import_status = if kill_import {
@@ -253,11 +263,14 @@ pub async fn run(args: Args) -> Result<Verdict> {
                 "round {round}: the import wrote {present} of its {import_orders} orders"
             ));
         }
+        // A lost placement is reported once, then forgotten.
+        let mut gone = Vec::new();
         for (key, id) in &acked {
             match audit.by_key.get(key) {
                 Some((found, _)) if *id == 0 || found == id => {}
                 other => {
                     figures.lost += 1;
+                    gone.push(key.clone());
                     verdict.fail(format!(
                         "round {round}: acknowledged placement {key} (order {id}) is {}",
                         match other {
@@ -267,6 +280,9 @@ pub async fn run(args: Args) -> Result<Verdict> {
                     ));
                 }
             }
+        }
+        for key in gone {
+            acked.remove(&key);
         }
         if backup {
             let copy = Oms::new(&oms.bin, snapshot.clone());
