@@ -148,11 +148,16 @@ pub async fn run(args: Args) -> Result<Verdict> {
                         Duration::from_secs(30),
                     )
                     .await;
-                    if matches!(outcome, Outcome::Unknown(_)) && stop.load(Ordering::Relaxed) {
-                        out.push((key, body, outcome));
+                    // After the kill: the request in flight is the last.
+                    let last = match &outcome {
+                        Outcome::NotSent(_) => break,
+                        Outcome::Unknown(_) => stop.load(Ordering::Relaxed),
+                        _ => false,
+                    };
+                    out.push((key, body, outcome));
+                    if last {
                         break;
                     }
-                    out.push((key, body, outcome));
                 }
                 out
             }));
@@ -196,6 +201,7 @@ pub async fn run(args: Args) -> Result<Verdict> {
         }
         let mut import = import.ok_or("the import never started")?;
         tokio::time::sleep_until(kill_at.into()).await;
+        stop.store(true, Ordering::Relaxed);
         daemon.kill9().await?;
         figures.kills += 1;
         let import_status = if kill_import {
@@ -206,7 +212,6 @@ pub async fn run(args: Args) -> Result<Verdict> {
                 .await
                 .map_err(|_| "the import did not finish within 120 s")??
         };
-        stop.store(true, Ordering::Relaxed);
         let mut round_acked = 0;
         for b in buyers {
             for (key, body, outcome) in b.await? {
@@ -219,6 +224,7 @@ pub async fn run(args: Args) -> Result<Verdict> {
                         verdict.fail(format!("placement {key} refused with stock to spare"))
                     }
                     Outcome::Unknown(_) => pending.push(Pending { key, body }),
+                    Outcome::NotSent(_) => {}
                 }
             }
         }

@@ -19,7 +19,7 @@ use hyper::Method;
 use serde_json::json;
 
 use crate::check::audit_async;
-use crate::client::{Call, Client};
+use crate::client::{Call, Client, Failure};
 use crate::oms::{Daemon, Oms, customer, path_str, sku};
 use crate::{Common, Result, Verdict, note};
 
@@ -59,6 +59,8 @@ pub enum Outcome {
     Ok(i64),
     Refused,
     Unknown(String),
+    /// Could not connect: nothing was sent, so nothing can have happened.
+    NotSent(String),
 }
 
 /// One recorded placement.
@@ -116,6 +118,7 @@ pub async fn place_http(
             reply.status,
             String::from_utf8_lossy(&reply.body)
         )),
+        Err(failure @ Failure::Connect(_)) => Outcome::NotSent(failure.to_string()),
         Err(failure) => Outcome::Unknown(failure.to_string()),
     }
 }
@@ -378,7 +381,7 @@ pub async fn run(args: Args) -> Result<Verdict> {
                     format!("placement {} was refused but order {found:?} exists", a.key)
                 });
             }
-            Outcome::Unknown(reason) => {
+            Outcome::Unknown(reason) | Outcome::NotSent(reason) => {
                 unknown += 1;
                 unknown_placed += u64::from(found.is_some());
                 let short: String = reason.chars().take(80).collect();

@@ -135,8 +135,7 @@ pub async fn run(args: Args) -> Result<Verdict> {
                 n += 1;
                 let outcome =
                     place_http(&mut client, &token, &key, body, Duration::from_secs(30)).await;
-                let gone =
-                    matches!(&outcome, Outcome::Unknown(e) if e.starts_with("connect failed"));
+                let gone = matches!(&outcome, Outcome::NotSent(_));
                 out.push((key, outcome));
                 if gone {
                     break;
@@ -239,6 +238,7 @@ pub async fn run(args: Args) -> Result<Verdict> {
                     verdict.fail(format!("placement {key} refused with stock to spare"))
                 }
                 Outcome::Unknown(_) => unknown += 1,
+                Outcome::NotSent(_) => {}
             }
         }
     }
