@@ -207,3 +207,53 @@ fn classify(e: hyper::Error) -> Failure {
     }
     Failure::Broken(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A one-connection server that reads a request and then writes `reply`
+    /// (possibly nothing) and closes.
+    async fn server(reply: &'static [u8]) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await.expect("read");
+            s.write_all(reply).await.expect("write");
+            s.shutdown().await.expect("shutdown");
+        });
+        addr
+    }
+
+    async fn get(addr: SocketAddr) -> Result<Reply, Failure> {
+        Client::new(addr)
+            .send(&Call::get("/x", "t"), Duration::from_secs(10))
+            .await
+    }
+
+    #[tokio::test]
+    async fn tells_an_answer_from_a_clean_close_and_a_cut_answer() {
+        let whole = get(server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await).await;
+        let whole = whole.expect("a complete answer");
+        assert_eq!((whole.status, &whole.body[..]), (200, &b"ok"[..]));
+
+        assert_eq!(get(server(b"").await).await.err(), Some(Failure::Closed));
+
+        let cut = get(server(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok").await).await;
+        assert!(matches!(cut, Err(Failure::Partial(_))), "{cut:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_not_sent() {
+        let addr = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            listener.local_addr().expect("addr")
+        };
+        assert!(matches!(get(addr).await, Err(Failure::Connect(_))));
+    }
+}
