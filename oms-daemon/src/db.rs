@@ -29,7 +29,8 @@ struct TypedJob<T, F> {
     actor: Actor,
     work: Option<F>,
     outcome: Option<Result<T>>,
-    reply: oneshot::Sender<Result<T>>,
+    /// Taken when the answer is sent (once, after the commit).
+    reply: Option<oneshot::Sender<Result<T>>>,
 }
 
 impl<T, F> GroupJob for TypedJob<T, F>
@@ -47,6 +48,13 @@ where
             None => Err(Error::Database("write job ran twice".into())),
         };
         let ok = outcome.is_ok();
+        // NEGATIVE CONTROL, only in a `--features broken-ack-before-commit`
+        // build (docs/reliability.md): answers before the group's COMMIT.
+        #[cfg(feature = "broken-ack-before-commit")]
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(outcome);
+            return ok;
+        }
         self.outcome = Some(outcome);
         ok
     }
@@ -65,7 +73,9 @@ where
             Err(e) => Err(copy_error(e)),
         };
         // The requester may have gone away; the write stands either way.
-        let _ = self.reply.send(result);
+        if let Some(reply) = self.reply {
+            let _ = reply.send(result);
+        }
     }
 }
 
@@ -156,7 +166,7 @@ impl Db {
             actor,
             work: Some(work),
             outcome: None,
-            reply,
+            reply: Some(reply),
         });
         let sender = self
             .jobs

@@ -208,6 +208,9 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: releasing long-polls, finishing in-flight requests");
+    // NEGATIVE CONTROL: a `--features broken-shutdown-waiters` build
+    // forgets to release long-polls (docs/reliability.md).
+    #[cfg(not(feature = "broken-shutdown-waiters"))]
     app.shutdown.send_replace(true);
     tokio::select! {
         () = graceful.shutdown() => {}

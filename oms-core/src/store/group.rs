@@ -8,8 +8,6 @@
 
 use std::cell::Cell;
 
-use rusqlite::TransactionBehavior;
-
 use super::{Actor, Store, WriteTx, savepoint};
 use crate::{Result, Timestamp};
 
@@ -32,9 +30,7 @@ impl Store {
         &mut self,
         jobs: impl IntoIterator<Item = &'j mut (dyn GroupJob + 'j)>,
     ) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(super::WRITE_BEGIN)?;
         let now = Timestamp::now();
         for job in jobs {
             let actor = job.actor().clone();

@@ -47,6 +47,9 @@ impl WriteTx<'_> {
         order: OrderId,
         reason: Reason,
     ) -> Result<bool> {
+        #[cfg(feature = "broken-stock-guard")]
+        return self.broken_reserve(product, qty, order, reason);
+        #[cfg_attr(feature = "broken-stock-guard", allow(unreachable_code))]
         let mut stmt = self.conn.prepare_cached(
             "UPDATE products SET stock_reserved = stock_reserved + ?1, updated_at = ?3
              WHERE id = ?2 AND active = 1 AND stock_on_hand - stock_reserved >= ?1",
@@ -55,6 +58,40 @@ impl WriteTx<'_> {
         if changed != 1 {
             return Ok(false);
         }
+        self.ledger(product, 0, qty, reason, Some(order))?;
+        Ok(true)
+    }
+
+    /// NEGATIVE CONTROL, only in a `--features broken-stock-guard` build
+    /// (docs/reliability.md): the seed projects' bug. Reads the available
+    /// stock on another connection (the last committed state, which misses
+    /// the uncommitted jobs of the same group commit), then writes back an
+    /// absolute value computed from that stale read: a lost update.
+    #[cfg(feature = "broken-stock-guard")]
+    fn broken_reserve(
+        &self,
+        product: ProductId,
+        qty: i64,
+        order: OrderId,
+        reason: Reason,
+    ) -> Result<bool> {
+        let path = self.conn.path().unwrap_or_default().to_string();
+        let stale = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let (on_hand, reserved, active): (i64, i64, bool) = stale.query_row(
+            "SELECT stock_on_hand, stock_reserved, active FROM products WHERE id = ?1",
+            [product.get()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        if !active || on_hand - reserved < qty {
+            return Ok(false);
+        }
+        self.conn.execute(
+            "UPDATE products SET stock_reserved = ?1, updated_at = ?3 WHERE id = ?2",
+            params![reserved + qty, product.get(), self.now.millis()],
+        )?;
         self.ledger(product, 0, qty, reason, Some(order))?;
         Ok(true)
     }

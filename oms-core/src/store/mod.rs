@@ -41,6 +41,16 @@ pub use verify::DriftReport;
 /// up with [`Error::Busy`].
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How every write transaction begins: IMMEDIATE takes the write lock up
+/// front, so a writer waits on the busy timeout instead of failing when it
+/// upgrades a read snapshot that another process has since written past.
+#[cfg(not(feature = "broken-deferred-begin"))]
+const WRITE_BEGIN: TransactionBehavior = TransactionBehavior::Immediate;
+/// NEGATIVE CONTROL, only in a `--features broken-deferred-begin` build
+/// (docs/reliability.md): DEFERRED, so concurrent writers fail with "busy".
+#[cfg(feature = "broken-deferred-begin")]
+const WRITE_BEGIN: TransactionBehavior = TransactionBehavior::Deferred;
+
 /// Who makes a change: recorded in the change log, and the scope of
 /// idempotency keys (a key used by one user does not collide with another's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,9 +211,7 @@ impl Store {
         commit: bool,
         f: impl FnOnce(&WriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(WRITE_BEGIN)?;
         let wtx = WriteTx {
             conn: &tx,
             actor,
