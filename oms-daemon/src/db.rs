@@ -215,8 +215,8 @@ impl Db {
 
     /// Runs a single-row lookup (one order, one product, a ping) on the
     /// calling runtime thread when a reader is free, and like [`Db::read`]
-    /// otherwise. Such a lookup takes a few microseconds on a memory-mapped
-    /// file, less than handing it to the blocking pool and back; WAL readers
+    /// otherwise. Such a lookup reads a handful of pages, mostly cached:
+    /// less work than handing it to the blocking pool and back. WAL readers
     /// never wait for the writer. Anything that can read many rows (lists,
     /// exports) goes through [`Db::read`].
     pub async fn lookup<T, F>(&self, query: F) -> Result<T>
