@@ -13,6 +13,7 @@ mod invariants;
 mod migrations;
 mod placement;
 mod status;
+mod status_race;
 
 use std::collections::BTreeMap;
 
