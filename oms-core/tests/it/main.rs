@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod concurrency;
+mod csv_safety;
 mod csvio;
 mod idempotency;
 mod invariants;
