@@ -71,6 +71,12 @@ pub const ORDER_BY_ORDER_COLUMNS: [&str; 10] = [
 ];
 
 fn is_trigger(c: char) -> bool {
+    // Negative control for the CSV safety tests: forgets the `=` trigger.
+    // Never enabled in a real build.
+    #[cfg(feature = "broken-csv-neutralize")]
+    if c == '=' {
+        return false;
+    }
     matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r' | '\'')
 }
 

@@ -94,6 +94,14 @@ impl Currency {
             frac_units = frac.parse().map_err(|_| bad("too large"))?;
             frac_units *= 10i64.pow(u32::from(self.exponent) - frac.len() as u32);
         }
+        // Negative control for the fuzz targets: unchecked arithmetic that
+        // overflows (a panic in debug builds) on large amounts. Never
+        // enabled in a real build.
+        #[cfg(feature = "broken-money-parse")]
+        let minor = Some(whole * scale + frac_units)
+            .filter(|v| *v <= MAX_MINOR)
+            .ok_or_else(|| bad("too large"))?;
+        #[cfg(not(feature = "broken-money-parse"))]
         let minor = whole
             .checked_mul(scale)
             .and_then(|v| v.checked_add(frac_units))

@@ -38,6 +38,17 @@ use tokio::sync::{Semaphore, watch};
 pub use config::Config;
 pub use http::Response;
 
+/// Entry points for the fuzz targets (`fuzz/`) and their corpus replay;
+/// not part of the daemon's API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes `bytes` as every JSON request body; returns how many of
+    /// them accepted it. Must never panic.
+    pub fn decode_json_bodies(bytes: &[u8]) -> usize {
+        crate::handlers::decode_bodies_for_fuzzing(bytes)
+    }
+}
+
 use crate::auth::{Hasher, Keys, RateLimiter};
 use crate::db::Db;
 use crate::feed::{ExternalWatcher, Feed};

@@ -198,3 +198,95 @@ fn order_export_reimports_into_a_fresh_database_once() {
     assert_eq!(fresh.stock("C"), (10, 3, 7));
     fresh.assert_verifies();
 }
+
+/// Formula payloads in every free-text customer cell, through the real
+/// binary: `customer add` -> `customer export` -> `customer import` into a
+/// fresh database -> `customer export` again gives the same name, email and
+/// phone cells, and no exported cell starts with a character a spreadsheet
+/// evaluates (the CSV safety property of oms-core, end to end).
+#[test]
+fn customer_csv_round_trip_through_the_binary_is_safe_and_exact() {
+    let people: [(&str, &str, &str); 7] = [
+        ("=cmd|' /C calc'!A0", "=evil@example.com", "=1+2"),
+        ("+SUM(A1:A9)", "+plus@example.com", "+44 20 7946 0018"),
+        ("-2+3", "-minus@example.com", "-5"),
+        ("@SUM(1)", "at@example.com", "@1"),
+        ("'already quoted", "'q@example.com", "'0123"),
+        (
+            "Comma, \"Quote\" Ünïcødé 🧾",
+            "plain@example.com",
+            "line1\r\n=line2",
+        ),
+        (
+            "Tab\tinside",
+            "tab@example.com",
+            "\t=HYPERLINK(\"http://x\")",
+        ),
+    ];
+    let db = Db::new();
+    for (name, email, phone) in people {
+        db.ok(&[
+            "customer",
+            "add",
+            &format!("--name={name}"),
+            &format!("--email={email}"),
+            &format!("--phone={phone}"),
+        ]);
+    }
+    let export = db.ok(&["customer", "export"]);
+    let rows = parse_csv(&export);
+    assert_eq!(rows.len(), people.len() + 1, "{export}");
+    for cell in rows.iter().flatten() {
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "unneutralised cell {cell:?} in\n{export}"
+        );
+    }
+
+    let fresh = Db::new();
+    let file = fresh.file("customers.csv", &export);
+    fresh.ok(&["customer", "import", &file]);
+    let again = fresh.ok(&["customer", "export"]);
+    let portable = |text: &str| -> Vec<(String, String, String)> {
+        csv_records(text)
+            .into_iter()
+            .map(|r| (r["name"].clone(), r["email"].clone(), r["phone"].clone()))
+            .collect()
+    };
+    assert_eq!(portable(&again), portable(&export));
+    // And the values themselves, as `customer list` prints them.
+    let listed = fresh.json(&["customer", "list"]);
+    let listed = listed.as_array().expect("a JSON array");
+    assert_eq!(listed.len(), people.len());
+    for ((name, email, phone), c) in people.iter().zip(listed) {
+        assert_eq!(s(c, "email"), *email);
+        assert_eq!(s(c, "name"), name.trim(), "the CLI trims");
+        assert_eq!(s(c, "phone"), phone.trim(), "the CLI trims");
+    }
+}
+
+/// Regression (found by the CSV safety property): a key given with spaces
+/// is trimmed like the HTTP header and CSV cells, so the order export's
+/// order_ref re-imports as the same order instead of a second one.
+#[test]
+fn order_idempotency_key_is_trimmed_so_the_export_re_imports_once() {
+    let db = Db::new();
+    db.add_product("A", "1.00", 10);
+    db.add_customer("Ada", "ada@example.com");
+    let placed = db.json(&[
+        "order",
+        "place",
+        "--customer",
+        "ada@example.com",
+        "--item",
+        "A:1",
+        "--idempotency-key",
+        "  =ref-1 ",
+    ]);
+    assert_eq!(s(&placed, "idempotency_key"), "=ref-1");
+    let export = db.ok(&["order", "export"]);
+    assert_eq!(csv_records(&export)[0]["order_ref"], "'=ref-1");
+    let file = db.file("orders.csv", &export);
+    db.ok(&["order", "import", &file]);
+    assert_eq!(db.ids(&["order", "list"]).len(), 1, "imported twice");
+}

@@ -171,7 +171,9 @@ pub fn run(ctx: &Ctx, cmd: OrderCommand) -> Result {
                 customer: CustomerRef::parse(&args.customer)?,
                 items: items(&args.items)?,
                 paid: args.paid,
-                idempotency_key: args.idempotency_key,
+                // Trimmed like the `Idempotency-Key` header and CSV cells,
+                // so the key matches however it is given later.
+                idempotency_key: args.idempotency_key.map(|k| k.trim().to_string()),
             };
             let mut store = ctx.store()?;
             let outcome = store.write(&ctx.actor, |tx| tx.place_order(&new))?;

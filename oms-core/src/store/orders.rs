@@ -828,10 +828,19 @@ fn check_version(order: &Order, expected: Option<i64>) -> Result<()> {
     }
 }
 
+/// Keys are refused, not trimmed, when they start or end with whitespace:
+/// every face trims what it reads (the `Idempotency-Key` header, the CLI
+/// flag, CSV cells), so a stored key with surrounding spaces could never be
+/// matched again and an order export would re-import as new orders.
 fn check_idempotency_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
         return Err(Error::invalid(
             "idempotency key must be 1 to 255 printable characters",
+        ));
+    }
+    if key.trim() != key {
+        return Err(Error::invalid(
+            "idempotency key must not start or end with whitespace",
         ));
     }
     Ok(())

@@ -5,6 +5,9 @@
 //!
 //! The model is deliberately written from the design's tables, not from the
 //! store's code, so a store that drifts from the contract disagrees with it.
+//! It also predicts the change log: after every step, the order changes the
+//! store appended (type, order, and `from`/`to` of a status change) must be
+//! exactly the ones the model expects, in order.
 
 use std::collections::BTreeMap;
 
@@ -380,10 +383,20 @@ fn design_transition(from: Status, to: Status) -> Option<bool> {
     }
 }
 
+/// One change-log row the model expects: type, order id and, for a status
+/// change, `(from, to)`.
+type LoggedChange = (String, i64, Option<(Status, Status)>);
+
+fn logged(kind: &str, id: i64, moved: Option<(Status, Status)>) -> LoggedChange {
+    (kind.to_string(), id, moved)
+}
+
 struct Harness {
     store: Store,
     model: Model,
     customers: [CustomerId; 2],
+    /// Order changes the current step must append, in order.
+    expected_log: Vec<LoggedChange>,
 }
 
 impl Harness {
@@ -409,6 +422,7 @@ impl Harness {
             store,
             model,
             customers,
+            expected_log: Vec::new(),
         }
     }
 
@@ -480,9 +494,37 @@ impl Harness {
                 "{op:?} changed the database without a change-log row"
             );
         }
+        self.assert_log_matches_model(op, before.last_seq);
         self.assert_matches_model();
         assert_invariants(&self.store);
         (result.err().map(|(_, expected)| expected), changes)
+    }
+
+    /// The change log gained exactly the order changes the model expects,
+    /// and only stock operations wrote product changes.
+    fn assert_log_matches_model(&mut self, op: &Op, after: oms_core::Seq) {
+        let expected = std::mem::take(&mut self.expected_log);
+        let appended = self.store.changes_after(after, 10_000, None).unwrap();
+        let status = |v: &serde_json::Value| v.as_str().unwrap().parse::<Status>().unwrap();
+        let orders: Vec<LoggedChange> = appended
+            .iter()
+            .filter(|c| c.entity == "order")
+            .map(|c| {
+                let moved = (c.kind == "order.status_changed")
+                    .then(|| (status(&c.data["from"]), status(&c.data["to"])));
+                (c.kind.clone(), c.entity_id, moved)
+            })
+            .collect();
+        assert_eq!(orders, expected, "{op:?}: order changes in the log");
+        let stock_op = matches!(op, Op::Restock { .. } | Op::ImportProducts { .. });
+        if !stock_op {
+            let others: Vec<&str> = appended
+                .iter()
+                .filter(|c| c.entity != "order")
+                .map(|c| c.kind.as_str())
+                .collect();
+            assert!(others.is_empty(), "{op:?} logged {others:?}");
+        }
     }
 
     fn place(
@@ -512,7 +554,9 @@ impl Harness {
                 assert_eq!(outcome.order.status, status);
                 assert_eq!(outcome.order.payment_collected, paid);
                 assert_eq!(outcome.order.version, 1);
-                self.model.insert(outcome.order.id.get(), order);
+                let id = outcome.order.id.get();
+                self.expected_log.push(logged("order.placed", id, None));
+                self.model.insert(id, order);
                 (Ok(()), true)
             }
             (Err(expected), Err(err)) => {
@@ -560,11 +604,15 @@ impl Harness {
         let actual = self.store.write(&Actor::cli(), |tx| {
             tx.edit_order(OrderId(id), &items, expected_version)
         });
-        self.settle(predicted, actual, |model, merged, order| {
+        let outcome = self.settle(predicted, actual, |model, merged, order| {
             let before = model.orders.get_mut(&id).unwrap();
             before.lines = merged;
             assert_eq!(order.status, Status::Pending);
-        })
+        });
+        if outcome.0.is_ok() {
+            self.expected_log.push(logged("order.updated", id, None));
+        }
+        outcome
     }
 
     fn set_status(
@@ -585,6 +633,7 @@ impl Harness {
             },
         };
         let moves = matches!(predicted, Ok((true, _)));
+        let from = self.model.orders.get(&id).map(|o| o.status);
         let actual = self.store.write(&Actor::cli(), |tx| {
             tx.set_status(OrderId(id), to, expected_version)
         });
@@ -600,6 +649,10 @@ impl Harness {
             let bump = i64::from(moves);
             assert_eq!(Some(order.version), version_before.map(|v| v + bump));
         });
+        if let (Ok(()), true, Some(from)) = (&result, moves, from) {
+            self.expected_log
+                .push(logged("order.status_changed", id, Some((from, to))));
+        }
         (result, moves)
     }
 
@@ -627,6 +680,11 @@ impl Harness {
         assert_eq!(got, expected);
         for id in &expected {
             self.model.orders.get_mut(id).unwrap().status = Status::Cancelled;
+            self.expected_log.push(logged(
+                "order.status_changed",
+                *id,
+                Some((Status::Pending, Status::Cancelled)),
+            ));
         }
         (Ok(()), !expected.is_empty())
     }
@@ -686,9 +744,13 @@ impl Harness {
         let actual = self
             .store
             .write(&Actor::cli(), |tx| tx.remove_order(OrderId(id)));
-        self.settle(predicted, actual, |model, (), _| {
+        let outcome = self.settle(predicted, actual, |model, (), _| {
             model.orders.remove(&id);
-        })
+        });
+        if outcome.0.is_ok() {
+            self.expected_log.push(logged("order.deleted", id, None));
+        }
+        outcome
     }
 
     /// Compares a prediction with what the store did and applies a success
@@ -875,6 +937,7 @@ impl Harness {
                 new_ids.sort();
                 assert_eq!(new_ids.len(), created.len());
                 for (id, order) in new_ids.into_iter().zip(created) {
+                    self.expected_log.push(logged("order.placed", id, None));
                     self.model.insert(id, order);
                 }
                 (Ok(()), summary.created > 0)

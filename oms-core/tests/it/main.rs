@@ -7,12 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod concurrency;
+mod csv_safety;
 mod csvio;
 mod idempotency;
 mod invariants;
 mod migrations;
 mod placement;
 mod status;
+mod status_race;
 
 use std::collections::BTreeMap;
 

@@ -17,16 +17,22 @@ struct RegisterBody {
     name: String,
 }
 
-/// Creates a customer user and its customer record: 201 with the user.
-pub async fn register(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+/// The body of `/auth/register` with its e-mail and name checked.
+fn decode_register(bytes: &[u8]) -> Result<(RegisterBody, String, String), Problem> {
     let body: RegisterBody = http::parse_json(
-        &bytes,
+        bytes,
         &["email", "password", "name"],
         &["id", "role", "customer_id", "created_at", "password_hash"],
     )?;
     let email = parse_email(&body.email)?;
     let name = parse_name("name", &body.name)?;
+    Ok((body, email, name))
+}
+
+/// Creates a customer user and its customer record: 201 with the user.
+pub async fn register(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let (body, email, name) = decode_register(&bytes)?;
     let hash = ctx.app.hasher.hash(body.password).await?;
     let user = ctx
         .app
@@ -64,6 +70,15 @@ struct LoginBody {
     password: String,
 }
 
+fn decode_login(bytes: &[u8]) -> Result<LoginBody, Problem> {
+    http::parse_json(bytes, &["email", "password"], &[])
+}
+
+/// Every body decoder of this module, as the fuzz targets call them.
+pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 2] {
+    [decode_register(bytes).is_ok(), decode_login(bytes).is_ok()]
+}
+
 /// Checks a password and answers a token. An unknown e-mail answers
 /// exactly like a wrong password, after the same work.
 pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
@@ -73,7 +88,7 @@ pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
         .login_by_ip
         .check(&ctx.peer.ip().to_string())
         .map_err(Problem::too_many)?;
-    let body: LoginBody = http::parse_json(&bytes, &["email", "password"], &[])?;
+    let body = decode_login(&bytes)?;
     let account = body.email.trim().to_ascii_lowercase();
     ctx.app
         .login_by_account

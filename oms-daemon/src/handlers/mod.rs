@@ -39,6 +39,24 @@ impl Ctx<'_> {
     }
 }
 
+/// Runs `bytes` through the decoder of every JSON request body (the same
+/// functions the handlers call: strict parsing, refusal of unknown and
+/// server-set fields, then value validation) and counts the bodies that
+/// were accepted. For the fuzz targets and their corpus replay.
+pub fn decode_bodies_for_fuzzing(bytes: &[u8]) -> usize {
+    let accepted = [
+        &orders::decode_for_fuzzing(bytes)[..],
+        &products::decode_for_fuzzing(bytes)[..],
+        &customers::decode_for_fuzzing(bytes)[..],
+        &account::decode_for_fuzzing(bytes)[..],
+    ];
+    accepted
+        .iter()
+        .flat_map(|a| a.iter())
+        .filter(|ok| **ok)
+        .count()
+}
+
 /// Calls the handler of an authorized request.
 pub async fn dispatch(
     route: Route,

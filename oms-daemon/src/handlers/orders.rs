@@ -49,6 +49,16 @@ struct PlaceBody {
     payment_collected: bool,
 }
 
+/// The body of `POST /api/orders`; its items are checked by [`items`] once
+/// the caller may place for that customer.
+fn decode_place(bytes: &[u8]) -> Result<PlaceBody, Problem> {
+    http::parse_json(
+        bytes,
+        &["customer_id", "items", "payment_collected"],
+        SERVER_SET,
+    )
+}
+
 fn items(body: Vec<ItemBody>) -> Result<Vec<ItemRequest>, Problem> {
     let mut errors = Vec::new();
     let mut out = Vec::with_capacity(body.len());
@@ -122,11 +132,7 @@ pub async fn place(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
                 .to_string(),
         ),
     };
-    let body: PlaceBody = http::parse_json(
-        &bytes,
-        &["customer_id", "items", "payment_collected"],
-        SERVER_SET,
-    )?;
+    let body = decode_place(&bytes)?;
     let customer = match (ctx.access.own_customer(), body.customer_id) {
         (Some(own), None) => own,
         (Some(own), Some(given)) if given == own.get() => own,
@@ -318,13 +324,18 @@ struct EditBody {
     items: Vec<ItemBody>,
 }
 
+/// The new items of `PATCH /api/orders/{id}`.
+fn decode_edit(bytes: &[u8]) -> Result<Vec<ItemRequest>, Problem> {
+    let body: EditBody = http::parse_json(bytes, &["items"], SERVER_SET)?;
+    items(body.items)
+}
+
 pub async fn edit(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     let expected = if_match(&req);
     let bytes = http::read_body(req, ctx.app.config.max_body).await?;
     let id = OrderId(ctx.id()?);
     let expected = expected?;
-    let body: EditBody = http::parse_json(&bytes, &["items"], SERVER_SET)?;
-    let lines = items(body.items)?;
+    let lines = decode_edit(&bytes)?;
     let order = ctx
         .app
         .db
@@ -340,6 +351,22 @@ struct StatusBody {
     status: String,
 }
 
+/// The requested status of `PUT /api/orders/{id}/status`.
+fn decode_status(bytes: &[u8]) -> Result<Status, Problem> {
+    let body: StatusBody = http::parse_json(bytes, &["status"], &[])?;
+    Ok(body.status.parse()?)
+}
+
+/// Every body decoder of this module, as the fuzz targets call them.
+pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 3] {
+    let place = decode_place(bytes).and_then(|body| items(body.items));
+    [
+        place.is_ok(),
+        decode_edit(bytes).is_ok(),
+        decode_status(bytes).is_ok(),
+    ]
+}
+
 /// Admins move orders along the status machine; a customer may only
 /// cancel its own PENDING order: any other status is 403, and an order past
 /// PENDING is 409 (checked inside the write transaction, so a concurrent
@@ -349,8 +376,7 @@ pub async fn set_status(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response
     let bytes = http::read_body(req, ctx.app.config.max_body).await?;
     let id = OrderId(ctx.id()?);
     let expected = expected?;
-    let body: StatusBody = http::parse_json(&bytes, &["status"], &[])?;
-    let to: Status = body.status.parse()?;
+    let to = decode_status(&bytes)?;
     let own = ctx.access.own_customer();
     if own.is_some() {
         // Another customer's order is 404 whatever is asked; paying or

@@ -55,15 +55,22 @@ fn yes() -> bool {
     true
 }
 
-pub async fn create(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+/// The body of `POST /api/products` with its SKU and name checked; the
+/// price is parsed in the database's currency inside the write.
+fn decode_create(bytes: &[u8]) -> Result<(CreateBody, Sku, String), Problem> {
     let body: CreateBody = http::parse_json(
-        &bytes,
+        bytes,
         &["sku", "name", "price", "stock_on_hand", "active"],
         SERVER_SET,
     )?;
     let sku = Sku::parse(&body.sku)?;
     let name = parse_name("name", &body.name)?;
+    Ok((body, sku, name))
+}
+
+pub async fn create(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let (body, sku, name) = decode_create(&bytes)?;
     let product = ctx
         .app
         .db
@@ -106,11 +113,12 @@ struct UpdateBody {
     stock_on_hand: Option<i64>,
 }
 
-pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
-    let target = product_ref(&ctx)?;
+type Update = (UpdateBody, Option<Sku>, Option<String>);
+
+/// The body of `PATCH /api/products/{id}` with its SKU and name checked.
+fn decode_update(bytes: &[u8]) -> Result<Update, Problem> {
     let body: UpdateBody = http::parse_json(
-        &bytes,
+        bytes,
         &["sku", "name", "price", "active", "stock_on_hand"],
         SERVER_SET,
     )?;
@@ -120,6 +128,28 @@ pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pr
         .as_deref()
         .map(|n| parse_name("name", n))
         .transpose()?;
+    Ok((body, sku, name))
+}
+
+/// Every body decoder of this module, as the fuzz targets call them, with
+/// prices parsed in a two-decimal currency as the write would.
+pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 2] {
+    let usd = oms_core::Currency::USD;
+    let create = decode_create(bytes).and_then(|(body, ..)| Ok(usd.parse_amount(&body.price)?));
+    let update = decode_update(bytes).and_then(|(body, ..)| {
+        Ok(body
+            .price
+            .as_deref()
+            .map(|p| usd.parse_amount(p))
+            .transpose()?)
+    });
+    [create.is_ok(), update.is_ok()]
+}
+
+pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let target = product_ref(&ctx)?;
+    let (body, sku, name) = decode_update(&bytes)?;
     let product = ctx
         .app
         .db

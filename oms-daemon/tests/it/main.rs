@@ -13,4 +13,5 @@ mod idempotency;
 mod jwt;
 mod limits;
 mod openapi;
+mod status_model;
 mod support;

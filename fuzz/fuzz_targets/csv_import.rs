@@ -1,0 +1,4 @@
+#![no_main]
+//! See `oms_fuzz_targets::csv_import`: the same function the corpus replay test calls.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| oms_fuzz_targets::csv_import(data));
