@@ -72,6 +72,12 @@ pub fn problem(p: &Problem) -> Response {
 /// Reads the whole body, refusing more than `max` bytes with 413 (at once
 /// when `Content-Length` says so, otherwise as soon as it is exceeded).
 pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Problem> {
+    // Negative control: no limit, every body is buffered whole.
+    #[cfg(feature = "broken-body-limit")]
+    let max = {
+        let _ = max;
+        usize::MAX
+    };
     let too_large = || {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -282,6 +282,7 @@ pub async fn list(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
 async fn visible_order(ctx: &Ctx<'_>) -> Result<Order, Problem> {
     let id = OrderId(ctx.id()?);
     let order = ctx.app.db.read(move |store| store.order(id)).await?;
+    #[cfg(not(feature = "broken-owner-check"))]
     if !ctx.access.can_see(order.customer_id) {
         return Err(Problem::not_found(format!("order {id} not found")));
     }
