@@ -44,7 +44,8 @@ struct CreateBody {
 
 pub async fn create(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     let bytes = http::read_body(req, ctx.app.config.max_body).await?;
-    let body: CreateBody = http::parse_json(&bytes, &["name", "email", "phone"], SERVER_SET)?;
+    let fields = ["name", "email", "phone"];
+    let body: CreateBody = http::parse_json_nullable(&bytes, &fields, &["phone"], SERVER_SET)?;
     let new = NewCustomer {
         name: parse_name("name", &body.name)?,
         email: parse_email(&body.email)?,
@@ -98,7 +99,8 @@ mod double_option {
 pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     let bytes = http::read_body(req, ctx.app.config.max_body).await?;
     let id = CustomerId(ctx.id()?);
-    let body: UpdateBody = http::parse_json(&bytes, &["name", "email", "phone"], SERVER_SET)?;
+    let fields = ["name", "email", "phone"];
+    let body: UpdateBody = http::parse_json_nullable(&bytes, &fields, &["phone"], SERVER_SET)?;
     let patch = CustomerPatch {
         name: body
             .name
