@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -58,12 +58,21 @@ pub fn request(
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    /// Header names in lower case, values trimmed.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
     pub fn json(&self) -> Result<serde_json::Value> {
         Ok(serde_json::from_slice(&self.body)?)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -109,85 +118,97 @@ impl Conn {
 
     /// Reads one response (Content-Length or chunked body).
     pub async fn read_response(&mut self) -> Result<Response> {
-        let status_line = self.line().await?;
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-        let mut length = None;
-        let mut chunked = false;
-        loop {
-            let line = self.line().await?;
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = Some(value.parse::<usize>()?);
-                } else if name.eq_ignore_ascii_case("transfer-encoding")
-                    && value.to_ascii_lowercase().contains("chunked")
-                {
-                    chunked = true;
-                }
-            }
-        }
-        let body = if chunked {
-            self.chunked_body().await?
-        } else {
-            let n = length.unwrap_or(0);
-            if n > MAX_BODY {
-                return Err(format!("response body of {n} bytes is too large").into());
-            }
-            let mut body = vec![0; n];
-            self.stream.read_exact(&mut body).await?;
-            body
-        };
-        Ok(Response { status, body })
+        read_response(&mut self.stream).await
     }
+}
 
-    async fn chunked_body(&mut self) -> Result<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            let line = self.line().await?;
-            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| format!("bad chunk size line {line:?}"))?;
-            if size == 0 {
-                // Trailers, then the blank line.
-                while !self.line().await?.is_empty() {}
-                return Ok(body);
+/// Reads one response (Content-Length or chunked body) from any buffered
+/// reader, e.g. the read half of a socket another task writes to.
+pub async fn read_response<R: AsyncBufRead + Unpin>(stream: &mut R) -> Result<Response> {
+    let status_line = line(stream).await?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let mut length = None;
+    let mut chunked = false;
+    let mut headers = Vec::new();
+    loop {
+        let line = line(stream).await?;
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(value.parse::<usize>()?);
+            } else if name.eq_ignore_ascii_case("transfer-encoding")
+                && value.to_ascii_lowercase().contains("chunked")
+            {
+                chunked = true;
             }
-            if body.len() + size > MAX_BODY {
-                return Err("chunked response body is too large".into());
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            self.stream.read_exact(&mut body[start..]).await?;
-            if !self.line().await?.is_empty() {
-                return Err("chunk not followed by CRLF".into());
-            }
+            headers.push((name.trim().to_ascii_lowercase(), value.to_string()));
         }
     }
+    let body = if chunked {
+        chunked_body(stream).await?
+    } else {
+        let n = length.unwrap_or(0);
+        if n > MAX_BODY {
+            return Err(format!("response body of {n} bytes is too large").into());
+        }
+        let mut body = vec![0; n];
+        stream.read_exact(&mut body).await?;
+        body
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
 
-    /// One header line without its line end.
-    async fn line(&mut self) -> Result<String> {
-        let mut buf = Vec::new();
-        let n = (&mut self.stream)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut buf)
-            .await?;
-        if n == 0 {
-            return Err("connection closed by the server".into());
+async fn chunked_body<R: AsyncBufRead + Unpin>(stream: &mut R) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = line(stream).await?;
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| format!("bad chunk size line {line:?}"))?;
+        if size == 0 {
+            // Trailers, then the blank line.
+            while !self::line(stream).await?.is_empty() {}
+            return Ok(body);
         }
-        if buf.last() != Some(&b'\n') {
-            return Err("header line too long".into());
+        if body.len() + size > MAX_BODY {
+            return Err("chunked response body is too large".into());
         }
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-            buf.pop();
+        let start = body.len();
+        body.resize(start + size, 0);
+        stream.read_exact(&mut body[start..]).await?;
+        if !self::line(stream).await?.is_empty() {
+            return Err("chunk not followed by CRLF".into());
         }
-        Ok(String::from_utf8(buf)?)
     }
+}
+
+/// One header line without its line end.
+async fn line<R: AsyncBufRead + Unpin>(stream: &mut R) -> Result<String> {
+    let mut buf = Vec::new();
+    let n = stream
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut buf)
+        .await?;
+    if n == 0 {
+        return Err("connection closed by the server".into());
+    }
+    if buf.last() != Some(&b'\n') {
+        return Err("header line too long".into());
+    }
+    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+        buf.pop();
+    }
+    Ok(String::from_utf8(buf)?)
 }
 
 /// The daemon's `feed_waiters` gauge, from `/metrics` (open on loopback).

@@ -4,15 +4,21 @@
 //!   `Store::write_group` as the daemon's writer does (no HTTP);
 //! - `feed-latency`: how long long-poll waiters take to wake after a commit;
 //! - `idle-conns`: daemon memory and health-check latency while thousands of
-//!   long-poll connections are held.
+//!   long-poll connections are held;
+//! - `limits`: resource-limit attacks (huge bodies, deep JSON, huge limits,
+//!   slowloris, idle connections, waiters over the cap), each judged by its
+//!   answer, the daemon's health checks and its peak memory.
 //!
 //! Every subcommand prints one line of `key=value` figures on stdout (read by
-//! `scripts/bench`), and progress notes on stderr. HTTP load only ever goes
+//! `scripts/bench`; `limits` prints a table first), and progress notes on
+//! stderr. HTTP load only ever goes
 //! to a loopback address, with bounded counts and timeouts.
 
+mod daemon;
 mod feed;
 mod http;
 mod idle;
+mod limits;
 mod stats;
 mod storage;
 
@@ -39,6 +45,9 @@ enum Command {
     FeedLatency(FeedArgs),
     /// Hold idle long-poll connections; measure daemon RSS and /healthz latency.
     IdleConns(IdleArgs),
+    /// Resource-limit attacks: huge bodies, deep JSON, huge limits,
+    /// slowloris, idle connections, waiters over the cap.
+    Limits(LimitsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,12 +126,61 @@ pub struct IdleArgs {
     pub healthz: usize,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct LimitsArgs {
+    /// Start this oms binary on a fresh demo database (in a temporary
+    /// directory) and attack it; otherwise give --url, --token and --pid.
+    #[arg(long, conflicts_with_all = ["url", "pid"])]
+    pub oms: Option<PathBuf>,
+    /// A running daemon, e.g. http://127.0.0.1:8080 (loopback only).
+    #[arg(long, requires_all = ["token", "pid"])]
+    pub url: Option<String>,
+    /// Admin bearer token for --url.
+    #[arg(long, env = "OMS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The daemon's process id for --url (VmHWM is read from /proc).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Smaller sizes: 200 slowloris clients, 2,000 idle connections.
+    #[arg(long)]
+    pub quick: bool,
+    /// Size of the oversized bodies, in MB.
+    #[arg(long, default_value_t = 100)]
+    pub body_mb: u64,
+    /// Nesting depth of the deep JSON bodies.
+    #[arg(long, default_value_t = 10_000)]
+    pub depth: usize,
+    /// Slowloris (and silent) clients [default: 1000, quick 200].
+    #[arg(long)]
+    pub slowloris: Option<usize>,
+    /// Idle long-poll connections [default: 10000, quick 2000].
+    #[arg(long)]
+    pub idle: Option<usize>,
+    /// The daemon's long-poll waiter cap (Config::max_waiters).
+    #[arg(long, default_value_t = 12_000)]
+    pub waiter_cap: usize,
+    /// Long-polls sent beyond the cap.
+    #[arg(long, default_value_t = 50)]
+    pub over_cap: usize,
+    /// Memory allowed per held connection, KiB.
+    #[arg(long, default_value_t = 32.0)]
+    pub conn_kib: f64,
+    /// Memory allowed on top of the peak before each attack, MiB.
+    #[arg(long, default_value_t = 32.0)]
+    pub slack_mib: f64,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Storage(args) => storage::run(&args),
         Command::FeedLatency(args) => runtime().and_then(|rt| rt.block_on(feed::run(&args))),
         Command::IdleConns(args) => runtime().and_then(|rt| rt.block_on(idle::run(&args))),
+        Command::Limits(args) => match runtime().and_then(|rt| rt.block_on(limits::run(&args))) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -72,6 +72,12 @@ pub fn problem(p: &Problem) -> Response {
 /// Reads the whole body, refusing more than `max` bytes with 413 (at once
 /// when `Content-Length` says so, otherwise as soon as it is exceeded).
 pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Problem> {
+    // Negative control: no limit, every body is buffered whole.
+    #[cfg(feature = "broken-body-limit")]
+    let max = {
+        let _ = max;
+        usize::MAX
+    };
     let too_large = || {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -105,10 +111,24 @@ pub async fn discard_body(req: Request<Incoming>, max: usize) -> bool {
 }
 
 /// Parses a JSON object body into `T`, refusing fields set by the server
-/// (mass assignment) and unknown fields with 422 and per-field errors.
+/// (mass assignment), unknown fields and `null`s with 422 and per-field
+/// errors.
 pub fn parse_json<T: DeserializeOwned>(
     bytes: &[u8],
     allowed: &[&str],
+    server_set: &[&str],
+) -> Result<T, Problem> {
+    parse_json_nullable(bytes, allowed, &[], server_set)
+}
+
+/// [`parse_json`], where the top-level fields named in `nullable` may be
+/// `null` (`"phone": null` clears a phone). Any other `null`, at any depth,
+/// is refused: read as "absent" it would silently ignore what the client
+/// sent (`"email": null` would leave the e-mail as it was).
+pub fn parse_json_nullable<T: DeserializeOwned>(
+    bytes: &[u8],
+    allowed: &[&str],
+    nullable: &[&str],
     server_set: &[&str],
 ) -> Result<T, Problem> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
@@ -128,6 +148,13 @@ pub fn parse_json<T: DeserializeOwned>(
                 field: key.clone(),
                 message: format!("unknown field; allowed: {}", allowed.join(", ")),
             });
+        } else if let Some(path) = null_in(&object[key], key)
+            && !(path == *key && nullable.contains(&key.as_str()))
+        {
+            errors.push(FieldError {
+                field: path,
+                message: "must not be null".into(),
+            });
         }
     }
     if !errors.is_empty() {
@@ -138,6 +165,21 @@ pub fn parse_json<T: DeserializeOwned>(
     }
     serde_json::from_value(value)
         .map_err(|e| Problem::unprocessable(format!("invalid body: {e}"), Vec::new()))
+}
+
+/// The path of the first `null` in `value` (`items[0].sku`), if any.
+fn null_in(value: &serde_json::Value, path: &str) -> Option<String> {
+    match value {
+        serde_json::Value::Null => Some(path.to_string()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| null_in(v, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .find_map(|(k, v)| null_in(v, &format!("{path}.{k}"))),
+        _ => None,
+    }
 }
 
 /// The decoded query parameters (the last value of a repeated name wins).

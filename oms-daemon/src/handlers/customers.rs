@@ -44,7 +44,8 @@ struct CreateBody {
 
 /// The new customer of `POST /api/customers`.
 fn decode_create(bytes: &[u8]) -> Result<NewCustomer, Problem> {
-    let body: CreateBody = http::parse_json(bytes, &["name", "email", "phone"], SERVER_SET)?;
+    let fields = ["name", "email", "phone"];
+    let body: CreateBody = http::parse_json_nullable(bytes, &fields, &["phone"], SERVER_SET)?;
     Ok(NewCustomer {
         name: parse_name("name", &body.name)?,
         email: parse_email(&body.email)?,
@@ -102,7 +103,8 @@ mod double_option {
 
 /// The changes of `PATCH /api/customers/{id}`.
 fn decode_update(bytes: &[u8]) -> Result<CustomerPatch, Problem> {
-    let body: UpdateBody = http::parse_json(bytes, &["name", "email", "phone"], SERVER_SET)?;
+    let fields = ["name", "email", "phone"];
+    let body: UpdateBody = http::parse_json_nullable(bytes, &fields, &["phone"], SERVER_SET)?;
     Ok(CustomerPatch {
         name: body
             .name

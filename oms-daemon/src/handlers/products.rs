@@ -100,6 +100,13 @@ pub async fn get(ctx: Ctx<'_>) -> Result<Response, Problem> {
         .db
         .lookup(move |store| store.product(&target))
         .await?;
+    // Negative control: a number sent as a string, against the contract.
+    #[cfg(feature = "broken-product-type")]
+    let product = {
+        let mut value = serde_json::to_value(&product).map_err(|_| Problem::internal())?;
+        value["stock_available"] = value["stock_available"].to_string().into();
+        value
+    };
     Ok(http::json(StatusCode::OK, &product))
 }
 

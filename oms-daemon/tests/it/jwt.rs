@@ -10,7 +10,7 @@ use crate::support::{SECRET, Server, Who, b64url_decode, b64url_encode, now_secs
 const ANY_USER_ROUTE: &str = "/api/orders";
 
 /// The claims the daemon issues for `who`, valid for ten minutes.
-fn claims(who: &Who) -> Value {
+pub(crate) fn claims(who: &Who) -> Value {
     let now = now_secs();
     let mut claims = json!({
         "sub": who.user.id.to_string(),
@@ -26,7 +26,7 @@ fn claims(who: &Who) -> Value {
     claims
 }
 
-fn sign_with(claims: &Value, algorithm: Algorithm, secret: &[u8]) -> String {
+pub(crate) fn sign_with(claims: &Value, algorithm: Algorithm, secret: &[u8]) -> String {
     jsonwebtoken::encode(
         &Header::new(algorithm),
         claims,
@@ -35,7 +35,7 @@ fn sign_with(claims: &Value, algorithm: Algorithm, secret: &[u8]) -> String {
     .expect("sign a token")
 }
 
-fn sign(claims: &Value) -> String {
+pub(crate) fn sign(claims: &Value) -> String {
     sign_with(claims, Algorithm::HS256, SECRET.as_bytes())
 }
 
@@ -44,13 +44,13 @@ fn without(mut claims: Value, field: &str) -> Value {
     claims
 }
 
-fn with(mut claims: Value, field: &str, value: Value) -> Value {
+pub(crate) fn with(mut claims: Value, field: &str, value: Value) -> Value {
     claims[field] = value;
     claims
 }
 
 /// Replaces a token's payload and keeps its header and signature.
-fn tamper(token: &str, edit: impl FnOnce(&mut Value)) -> String {
+pub(crate) fn tamper(token: &str, edit: impl FnOnce(&mut Value)) -> String {
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3, "a JWS compact token");
     let mut payload: Value = serde_json::from_slice(&b64url_decode(parts[1])).expect("payload");
@@ -60,7 +60,7 @@ fn tamper(token: &str, edit: impl FnOnce(&mut Value)) -> String {
 }
 
 /// An unsigned token (`alg: none`).
-fn unsigned(claims: &Value) -> String {
+pub(crate) fn unsigned(claims: &Value) -> String {
     let header = b64url_encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = b64url_encode(&serde_json::to_vec(claims).expect("encode"));
     format!("{header}.{payload}.")

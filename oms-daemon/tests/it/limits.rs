@@ -300,3 +300,143 @@ fn request_ids_are_echoed_or_generated() {
     assert!(a.is_some() && b.is_some());
     assert_ne!(a, b);
 }
+
+/// Found by schemathesis (negative_data_rejection): `"email": null` was
+/// read as "absent" and answered 200 without changing the e-mail, so a
+/// client's explicit value was silently ignored. Only documented nullable
+/// fields (a customer's phone) may be null; any other null is 422.
+#[test]
+fn a_null_for_a_field_that_is_not_nullable_is_422_and_changes_nothing() {
+    let server = Server::start();
+    let admin = &server.admin.token;
+    let bob = server.bob.customer_id();
+    let before = server
+        .get(&format!("/api/customers/{bob}"))
+        .token(admin)
+        .send()
+        .json();
+    let order = server.place(&server.alice, None, &[(WIDGET, 1)]);
+    let cases = [
+        (
+            "PATCH",
+            format!("/api/customers/{bob}"),
+            json!({"email": null}),
+            "email",
+        ),
+        (
+            "PATCH",
+            format!("/api/customers/{bob}"),
+            json!({"name": null}),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/customers".to_string(),
+            json!({"name": "N", "email": null}),
+            "email",
+        ),
+        (
+            "PATCH",
+            format!("/api/products/{WIDGET}"),
+            json!({"price": null}),
+            "price",
+        ),
+        (
+            "POST",
+            "/api/products".to_string(),
+            json!({"sku": "NULLS", "name": "N", "price": "1.00", "active": null}),
+            "active",
+        ),
+        (
+            "POST",
+            "/api/orders".to_string(),
+            json!({"customer_id": bob, "items": [{"sku": null, "product_id": 1, "quantity": 1}]}),
+            "items[0].sku",
+        ),
+        (
+            "PATCH",
+            format!("/api/orders/{}", order["id"]),
+            json!({"items": [{"sku": WIDGET, "quantity": null}]}),
+            "items[0].quantity",
+        ),
+        (
+            "PUT",
+            format!("/api/orders/{}/status", order["id"]),
+            json!({"status": null}),
+            "status",
+        ),
+    ];
+    for (method, path, body, field) in &cases {
+        let problem = server
+            .req(method, path)
+            .token(admin)
+            .json(body)
+            .send()
+            .problem(422);
+        assert_eq!(
+            problem["errors"][0]["field"], *field,
+            "{method} {path} {body}: {problem}"
+        );
+    }
+    let after = server
+        .get(&format!("/api/customers/{bob}"))
+        .token(admin)
+        .send()
+        .json();
+    assert_eq!(after, before, "nothing changed");
+    server
+        .get("/api/products/NULLS")
+        .token(admin)
+        .send()
+        .problem(404);
+    // The phone is documented as nullable: null clears it.
+    let cleared = server
+        .patch(&format!("/api/customers/{bob}"))
+        .token(admin)
+        .json(&json!({"phone": null}))
+        .send();
+    cleared.expect_status(200);
+    assert_eq!(cleared.json()["phone"], serde_json::Value::Null);
+    server
+        .post("/api/customers")
+        .token(admin)
+        .json(&json!({"name": "No Phone", "email": "nophone@example.com", "phone": null}))
+        .send()
+        .expect_status(201);
+}
+
+/// Found by schemathesis (negative_data_rejection): `by_order=AAA` was read
+/// as false and exported one row per item. The document allows true, 1,
+/// false and 0; anything else is a 400 before any CSV is sent.
+#[test]
+fn export_by_order_other_than_a_boolean_is_400() {
+    let server = Server::start();
+    let admin = &server.admin.token;
+    server.place(&server.alice, None, &[(WIDGET, 1)]);
+    for bad in ["AAA", "yes", "2", "truee"] {
+        let reply = server
+            .get(&format!("/api/orders/export.csv?by_order={bad}"))
+            .token(admin)
+            .send();
+        let problem = reply.problem(400);
+        assert!(
+            problem["detail"].as_str().unwrap().contains("by_order"),
+            "{problem}"
+        );
+    }
+    for (value, by_order) in [
+        ("true", true),
+        ("1", true),
+        ("false", false),
+        ("0", false),
+        ("", false),
+    ] {
+        let reply = server
+            .get(&format!("/api/orders/export.csv?by_order={value}"))
+            .token(admin)
+            .send();
+        reply.expect_status(200);
+        let header = reply.body.lines().next().unwrap_or_default();
+        assert_eq!(header.contains(",items,"), by_order, "{value}: {header}");
+    }
+}
