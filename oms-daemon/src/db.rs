@@ -110,6 +110,24 @@ struct ReadPool {
     permits: Semaphore,
 }
 
+impl ReadPool {
+    /// Runs `query` on a connection taken from the pool and puts it back.
+    /// The caller holds one of `permits`, so a connection is free.
+    fn run<T>(&self, query: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        let store = self
+            .conns
+            .lock()
+            .ok()
+            .and_then(|mut c| c.pop())
+            .ok_or_else(|| Error::Database("read pool is empty".into()))?;
+        let result = query(&store);
+        if let Ok(mut conns) = self.conns.lock() {
+            conns.push(store);
+        }
+        result
+    }
+}
+
 impl Db {
     /// Opens the write connection (migrating the schema) and `readers`
     /// read-only connections, and starts the writer thread.
@@ -196,21 +214,9 @@ impl Db {
             .await
             .map_err(|_| Error::Database("read pool closed".into()))?;
         let pool = Arc::clone(&self.readers);
-        tokio::task::spawn_blocking(move || {
-            let store = pool
-                .conns
-                .lock()
-                .ok()
-                .and_then(|mut c| c.pop())
-                .ok_or_else(|| Error::Database("read pool is empty".into()))?;
-            let result = query(&store);
-            if let Ok(mut conns) = pool.conns.lock() {
-                conns.push(store);
-            }
-            result
-        })
-        .await
-        .map_err(|e| Error::Database(format!("read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || pool.run(query))
+            .await
+            .map_err(|e| Error::Database(format!("read task failed: {e}")))?
     }
 
     /// Runs a single-row lookup (one order, one product, a ping) on the
@@ -224,21 +230,10 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
     {
-        let permit = self.readers.permits.try_acquire();
-        let store = match permit {
-            Ok(_) => self.readers.conns.lock().ok().and_then(|mut c| c.pop()),
-            Err(_) => None,
-        };
-        let Some(store) = store else {
-            drop(permit);
-            return self.read(query).await;
-        };
-        let result = query(&store);
-        if let Ok(mut conns) = self.readers.conns.lock() {
-            conns.push(store);
+        match self.readers.permits.try_acquire() {
+            Ok(_permit) => self.readers.run(query),
+            Err(_) => self.read(query).await,
         }
-        drop(permit);
-        result
     }
 
     /// Stops taking writes, lets the writer commit what is queued, and
