@@ -12,15 +12,20 @@ mod error;
 mod ids;
 mod model;
 mod money;
+mod notification;
 pub mod password;
 pub mod status;
 mod store;
 mod timestamp;
 
 pub use error::{Error, ErrorKind, LineFailure, Result};
-pub use ids::{CustomerId, OrderId, ProductId, Seq, UserId};
+pub use ids::{CustomerId, NotificationId, OrderId, ProductId, Seq, UserId};
 pub use model::*;
 pub use money::{Currency, Money};
+pub use notification::{
+    Backlog, Claim, ClaimedNotification, Delivery, MailOrder, Notification, NotificationFilter,
+    NotificationKind, NotificationStatus, Recorded,
+};
 pub use status::Status;
 pub use store::{
     Actor, DriftReport, ExpireOutcome, GroupJob, ImportSummary, Options, PlaceOutcome,
