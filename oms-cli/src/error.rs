@@ -30,6 +30,9 @@ pub enum CliError {
     /// Arguments that parse but make no sense together.
     #[error("{0}")]
     Usage(String),
+    /// `oms notify send` found mail due and could deliver none of it.
+    #[error("{0}")]
+    Delivery(String),
 }
 
 impl CliError {
@@ -61,7 +64,7 @@ impl CliError {
                 ErrorKind::Invalid => exit::INVALID,
                 ErrorKind::Busy | ErrorKind::Internal => exit::INTERNAL,
             },
-            CliError::Io { .. } | CliError::Serve(_) => exit::INTERNAL,
+            CliError::Io { .. } | CliError::Serve(_) | CliError::Delivery(_) => exit::INTERNAL,
             CliError::Usage(_) => exit::USAGE,
         }
     }

@@ -33,6 +33,9 @@ pub struct Config {
     /// `expire_every` (`None`: never, leave it to `oms order expire`).
     pub expire_pending_after: Option<Duration>,
     pub expire_every: Duration,
+    /// Deliver the notification outbox over SMTP from inside the daemon
+    /// (`OMS_SMTP_URL` set); `None`: leave it to `oms notify send`.
+    pub mail: Option<crate::mail::MailConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -48,6 +51,7 @@ impl std::fmt::Debug for Config {
             .field("max_body", &self.max_body)
             .field("max_connections", &self.max_connections)
             .field("max_waiters", &self.max_waiters)
+            .field("mail", &self.mail)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +74,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(8),
             expire_pending_after: None,
             expire_every: Duration::from_secs(60),
+            mail: None,
         }
     }
 }

@@ -21,6 +21,11 @@ struct RouteLabels {
     route: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -29,6 +34,9 @@ pub struct Metrics {
     orders_placed: Counter,
     feed_waiters: Gauge,
     batch_size: Histogram,
+    notifications: Family<OutcomeLabels, Counter>,
+    outbox_backlog: Gauge,
+    outbox_oldest_due: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -72,8 +80,29 @@ impl Metrics {
             "Jobs per group commit",
             batch_size.clone(),
         );
+        let notifications = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notification delivery attempts by outcome (sent, rescheduled, dead)",
+            notifications.clone(),
+        );
+        let outbox_backlog = Gauge::default();
+        registry.register(
+            "outbox_backlog",
+            "Notifications due for delivery now",
+            outbox_backlog.clone(),
+        );
+        let outbox_oldest_due = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "outbox_oldest_due_age_seconds",
+            "How long the longest-waiting due notification has been due (0 when none is)",
+            outbox_oldest_due.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            notifications,
+            outbox_backlog,
+            outbox_oldest_due,
             requests,
             latency,
             orders_placed,
@@ -108,6 +137,25 @@ impl Metrics {
 
     pub fn observe_batch(&self, jobs: usize) {
         self.batch_size.observe(jobs as f64);
+    }
+
+    /// Counts the outcomes of a dispatcher batch.
+    pub fn notifications_sent(&self, sent: u64, rescheduled: u64, dead: u64) {
+        for (outcome, n) in [("sent", sent), ("rescheduled", rescheduled), ("dead", dead)] {
+            self.notifications
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(n);
+        }
+    }
+
+    /// The outbox gauges, read before each render.
+    pub fn set_outbox(&self, backlog: &oms_core::Backlog, now: oms_core::Timestamp) {
+        self.outbox_backlog
+            .set(i64::try_from(backlog.due).unwrap_or(i64::MAX));
+        let age = backlog
+            .oldest_due
+            .map_or(0.0, |t| (now.millis() - t.millis()).max(0) as f64 / 1000.0);
+        self.outbox_oldest_due.set(age);
     }
 
     /// The text exposition format.

@@ -27,6 +27,8 @@ pub enum Route {
     OrderStatus,
     Track,
     Changes,
+    Notifications,
+    NotificationRetry,
 }
 
 impl Route {
@@ -48,11 +50,13 @@ impl Route {
             Route::OrderStatus => "/api/orders/{id}/status",
             Route::Track => "/api/track/{tracking_code}",
             Route::Changes => "/api/changes",
+            Route::Notifications => "/api/notifications",
+            Route::NotificationRetry => "/api/notifications/{id}/retry",
         }
     }
 
     /// Every route, for the OpenAPI coverage test.
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 17] = [
         Route::Healthz,
         Route::Metrics,
         Route::OpenApi,
@@ -68,6 +72,8 @@ impl Route {
         Route::OrderStatus,
         Route::Track,
         Route::Changes,
+        Route::Notifications,
+        Route::NotificationRetry,
     ];
 }
 
@@ -112,6 +118,8 @@ pub const RULES: &[(Route, Method, Rule)] = &[
     (Route::OrderStatus, Method::PATCH, Rule::AnyUser),
     (Route::Track, Method::GET, Rule::Anyone),
     (Route::Changes, Method::GET, Rule::AnyUser),
+    (Route::Notifications, Method::GET, Rule::Admin),
+    (Route::NotificationRetry, Method::POST, Rule::Admin),
 ];
 
 /// A matched path with its one parameter, if any.
@@ -151,6 +159,8 @@ pub fn match_path(path: &str) -> Option<Matched> {
         ["api", "orders", id, "status"] => with(Route::OrderStatus, id),
         ["api", "track", code] => with(Route::Track, code),
         ["api", "changes"] => plain(Route::Changes),
+        ["api", "notifications"] => plain(Route::Notifications),
+        ["api", "notifications", id, "retry"] => with(Route::NotificationRetry, id),
         _ => None,
     }
 }

@@ -6,6 +6,7 @@ pub mod changes;
 pub mod completions;
 pub mod customer;
 pub mod init;
+pub mod notify;
 pub mod order;
 pub mod product;
 pub mod serve;
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> Result {
         Command::Backup(args) => backup::run(&ctx, args),
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Token(cmd) => token::run(&ctx, cmd),
+        Command::Notify(cmd) => notify::run(&ctx, cmd),
         Command::Completions(args) => completions::run(args),
     }
 }

@@ -35,6 +35,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result {
     let mut config = Config::new(ctx.global.db.clone());
     config.listen = args.listen;
     config.expire_pending_after = args.expire_after;
+    config.mail = super::notify::mail_config_from_env()?;
     config.jwt_secret = std::env::var("OMS_JWT_SECRET")
         .ok()
         .filter(|s| !s.is_empty());

@@ -436,7 +436,9 @@ mod tests {
         )
         .unwrap();
         migrate(&mut conn).unwrap();
-        let rows: Vec<(i64, i64, String, String, Option<String>, i64, Option<i64>)> = conn
+        /// id, order_id, kind, status, last_error, attempts, sent_at.
+        type Row = (i64, i64, String, String, Option<String>, i64, Option<i64>);
+        let rows: Vec<Row> = conn
             .prepare(
                 "SELECT id, order_id, kind, status, last_error, attempts, sent_at
                  FROM notifications ORDER BY id",

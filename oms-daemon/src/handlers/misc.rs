@@ -24,8 +24,19 @@ pub async fn healthz(ctx: Ctx<'_>) -> Result<Response, Problem> {
     }
 }
 
-/// Prometheus text format.
-pub fn metrics(ctx: Ctx<'_>) -> Result<Response, Problem> {
+/// Prometheus text format. The outbox gauges are read now (from the
+/// partial index of pending rows), whoever delivers the mail.
+pub async fn metrics(ctx: Ctx<'_>) -> Result<Response, Problem> {
+    let now = oms_core::Timestamp::now();
+    match ctx
+        .app
+        .db
+        .read(move |store| store.notification_backlog(now))
+        .await
+    {
+        Ok(backlog) => ctx.app.metrics.set_outbox(&backlog, now),
+        Err(e) => tracing::warn!(error = %e, "cannot read the outbox backlog"),
+    }
     let text = ctx.app.metrics.render(ctx.app.feed.waiters());
     Ok(http::with_type(
         StatusCode::OK,

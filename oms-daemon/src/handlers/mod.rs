@@ -5,6 +5,7 @@ mod account;
 mod changes;
 mod customers;
 mod misc;
+mod notifications;
 mod orders;
 mod products;
 
@@ -67,7 +68,7 @@ pub async fn dispatch(
     let method = req.method().clone();
     match (route, method) {
         (Route::Healthz, _) => misc::healthz(ctx).await,
-        (Route::Metrics, _) => misc::metrics(ctx),
+        (Route::Metrics, _) => misc::metrics(ctx).await,
         (Route::OpenApi, _) => Ok(misc::openapi()),
         (Route::Register, _) => account::register(ctx, req).await,
         (Route::Login, _) => account::login(ctx, req).await,
@@ -90,5 +91,7 @@ pub async fn dispatch(
         (Route::OrderStatus, _) => orders::set_status(ctx, req).await,
         (Route::Track, _) => orders::track(ctx).await,
         (Route::Changes, _) => changes::poll(ctx, req).await,
+        (Route::Notifications, _) => notifications::list(ctx, req).await,
+        (Route::NotificationRetry, _) => notifications::retry(ctx, req).await,
     }
 }

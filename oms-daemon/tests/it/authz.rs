@@ -292,6 +292,12 @@ fn authorization_matrix_matches_the_contract() {
     let a_id = a_order["id"].as_i64().unwrap();
     let a_code = a_order["tracking_code"].as_str().unwrap().to_string();
     let secrets = Secrets::of_alice(&server, &[&a_order, &a_delete, &a_pay]);
+    // A's first outbox row (pending: the admin's retry is refused, 409).
+    let a_mail = server
+        .store()
+        .notifications(&oms_core::NotificationFilter::default())
+        .unwrap()[0]
+        .id;
 
     let one_widget = json!({"items": [{"sku": WIDGET, "quantity": 1}]});
     let mut probes = vec![
@@ -364,6 +370,12 @@ fn authorization_matrix_matches_the_contract() {
         .body(json!({"status": "paid"})),
         probe("GET", format!("/api/track/{a_code}"), [200, 200, 200, 200]),
         probe("GET", "/api/changes", [401, 200, 200, 200]),
+        probe("GET", "/api/notifications", [401, 403, 403, 200]),
+        probe(
+            "POST",
+            format!("/api/notifications/{a_mail}/retry"),
+            [401, 403, 403, 409],
+        ),
     ];
 
     // Every method a route does not answer: 405 before any auth.
@@ -373,6 +385,7 @@ fn authorization_matrix_matches_the_contract() {
         Route::Order => format!("/api/orders/{a_id}"),
         Route::OrderStatus => format!("/api/orders/{a_id}/status"),
         Route::Track => format!("/api/track/{a_code}"),
+        Route::NotificationRetry => format!("/api/notifications/{a_mail}/retry"),
         other => other.pattern().to_string(),
     };
     let with_body = |p: Probe| match p.method {

@@ -12,6 +12,7 @@ mod feed;
 mod idempotency;
 mod jwt;
 mod limits;
+mod notifications;
 mod openapi;
 mod status_model;
 mod support;
