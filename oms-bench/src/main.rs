@@ -5,6 +5,8 @@
 //! - `feed-latency`: how long long-poll waiters take to wake after a commit;
 //! - `idle-conns`: daemon memory and health-check latency while thousands of
 //!   long-poll connections are held;
+//! - `smtp-sink` and `mail-throughput`: a fake SMTP server for the daemon's
+//!   dispatcher, and `oms notify send`'s messages per second;
 //! - `limits`: resource-limit attacks (huge bodies, deep JSON, huge limits,
 //!   slowloris, idle connections, waiters over the cap), each judged by its
 //!   answer, the daemon's health checks and its peak memory.
@@ -19,6 +21,7 @@ mod feed;
 mod http;
 mod idle;
 mod limits;
+mod mail;
 mod stats;
 mod storage;
 
@@ -48,6 +51,10 @@ enum Command {
     /// Resource-limit attacks: huge bodies, deep JSON, huge limits,
     /// slowloris, idle connections, waiters over the cap.
     Limits(LimitsArgs),
+    /// A fake SMTP server accepting every message (prints port=N).
+    SmtpSink(mail::SinkArgs),
+    /// Messages per second of `oms notify send` to a fake SMTP server.
+    MailThroughput(mail::ThroughputArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,6 +188,8 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
+        Command::SmtpSink(args) => mail::sink(&args),
+        Command::MailThroughput(args) => mail::throughput(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

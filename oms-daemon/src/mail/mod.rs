@@ -29,6 +29,7 @@
 
 mod daemon;
 pub mod render;
+mod smtp;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -36,9 +37,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{Message, SmtpTransport, Transport};
 use oms_core::{
     Actor, Backlog, Claim, ClaimedNotification, Delivery, MailOrder, NotificationId, OrderId,
     Recorded, Store, Timestamp,
@@ -147,9 +147,9 @@ pub enum Attempt {
     Permanent(String),
 }
 
-/// The SMTP side: a pooled transport and the sender.
+/// The SMTP side: pooled sessions and the sender.
 pub struct Mailer {
-    transport: SmtpTransport,
+    pool: smtp::Pool,
     from: Mailbox,
     domain: String,
     config: MailConfig,
@@ -187,23 +187,9 @@ impl Mailer {
                 "attempts, batch and concurrency must be at least 1".into(),
             ));
         }
-        let url = lettre_url(&config.smtp_url)?;
-        let transport = SmtpTransport::from_url(&url)
-            .map_err(|e| {
-                MailError(format!(
-                    "OMS_SMTP_URL {} cannot be used: {e}",
-                    redacted_url(&config.smtp_url)
-                ))
-            })?
-            .timeout(Some(config.timeout))
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(u32::try_from(config.concurrency).unwrap_or(u32::MAX))
-                    .idle_timeout(Duration::from_secs(60)),
-            )
-            .build();
+        let server = smtp::Server::parse(&config.smtp_url, config.timeout)?;
         Ok(Mailer {
-            transport,
+            pool: smtp::Pool::new(server, config.concurrency),
             from,
             domain,
             config,
@@ -233,8 +219,8 @@ impl Mailer {
             Ok(message) => message,
             Err(e) => return Attempt::Permanent(e),
         };
-        match self.transport.send(&message) {
-            Ok(_) => Attempt::Sent,
+        match self.pool.send(message.envelope(), &message.formatted()) {
+            Ok(()) => Attempt::Sent,
             Err(e) if e.is_permanent() => Attempt::Permanent(format!("refused: {e}")),
             Err(e) if timed_out(&e) => {
                 Attempt::Temporary(format!("no answer within {:?}: {e}", self.config.timeout))
@@ -289,7 +275,7 @@ impl Mailer {
 
 /// Whether a send failed because the server did not answer in time (a
 /// socket timeout surfaces as `WouldBlock` or `TimedOut`).
-fn timed_out(e: &lettre::transport::smtp::Error) -> bool {
+fn timed_out(e: &smtp::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
@@ -301,39 +287,6 @@ fn timed_out(e: &lettre::transport::smtp::Error) -> bool {
         source = err.source();
     }
     false
-}
-
-/// `OMS_SMTP_URL` in lettre's dialect: for oms, `smtp://` means STARTTLS
-/// required (port 587) unless `?tls=none` (plain, port 25) or
-/// `?tls=opportunistic`; `smtps://` is TLS from the start (port 465).
-fn lettre_url(given: &str) -> Result<String, MailError> {
-    let shown = redacted_url(given);
-    let mut url = url::Url::parse(given)
-        .map_err(|e| MailError(format!("OMS_SMTP_URL {shown} is not a URL: {e}")))?;
-    let tls = url
-        .query_pairs()
-        .find(|(k, _)| k == "tls")
-        .map(|(_, v)| v.to_ascii_lowercase());
-    let keep = match (url.scheme(), tls.as_deref()) {
-        ("smtps", None) => None,
-        ("smtp", None | Some("required")) => Some("required"),
-        ("smtp", Some("opportunistic")) => Some("opportunistic"),
-        ("smtp", Some("none")) => None,
-        (scheme, tls) => {
-            return Err(MailError(format!(
-                "OMS_SMTP_URL {shown}: use smtp:// (STARTTLS), smtps:// (TLS) or smtp://...?tls=none (plain), not {scheme}:// with tls={}",
-                tls.unwrap_or("(none)")
-            )));
-        }
-    };
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(MailError(format!("OMS_SMTP_URL {shown} names no host")));
-    }
-    url.set_query(None);
-    if let Some(tls) = keep {
-        url.query_pairs_mut().append_pair("tls", tls);
-    }
-    Ok(url.to_string())
 }
 
 /// How the dispatcher reaches the outbox: the daemon's writer thread, or a
@@ -657,37 +610,6 @@ impl<O: Outbox> Dispatcher<O> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_follow_the_contract_not_lettres_defaults() {
-        assert_eq!(
-            lettre_url("smtp://u:p@mail.example:587").unwrap(),
-            "smtp://u:p@mail.example:587?tls=required"
-        );
-        assert_eq!(
-            lettre_url("smtp://127.0.0.1:2525?tls=none").unwrap(),
-            "smtp://127.0.0.1:2525"
-        );
-        assert_eq!(
-            lettre_url("smtps://u:p@mail.example").unwrap(),
-            "smtps://u:p@mail.example"
-        );
-        assert!(
-            lettre_url("smtp://mail.example?tls=opportunistic")
-                .unwrap()
-                .ends_with("?tls=opportunistic")
-        );
-        for bad in [
-            "http://mail.example",
-            "smtps://mail.example?tls=none",
-            "smtp://x?tls=maybe",
-            "not a url",
-        ] {
-            assert!(lettre_url(bad).is_err(), "{bad}");
-        }
-        let err = lettre_url("ftp://user:hunter2@mail.example").unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-    }
 
     #[test]
     fn a_mailer_builds_for_every_scheme_without_connecting() {
