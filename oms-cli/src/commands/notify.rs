@@ -83,11 +83,9 @@ fn send(ctx: &Ctx, args: SendArgs) -> Result {
         .enable_all()
         .build()
         .map_err(|e| CliError::io("cannot start the async runtime", e))?;
-    let report = runtime.block_on(async {
-        Dispatcher::new(StoreOutbox::new(store), mailer, "cli")
-            .drain(args.limit)
-            .await
-    })?;
+    let dispatcher = Dispatcher::new(StoreOutbox::new(store), mailer, "cli")
+        .map_err(|e| CliError::Serve(e.to_string()))?;
+    let report = runtime.block_on(dispatcher.drain(args.limit))?;
     ctx.out().one(&report)?;
     if report.due > 0 && report.sent == 0 {
         return Err(CliError::Delivery(format!(

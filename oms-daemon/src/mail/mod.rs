@@ -9,12 +9,13 @@
 //! transaction), read their orders, send with no transaction open,
 //! record the outcomes (a second short write). Sending:
 //!
-//! - lettre's blocking SMTP transport on the blocking thread pool, a few
-//!   at a time, reusing pooled connections. Blocking, because its socket
-//!   read and write timeouts bound every exchange with the server, so a
-//!   stalling server cannot hold a row (lettre's async transport times out
-//!   only the connect, and cancelling a send would put a half-used
-//!   connection back in its pool).
+//! - lettre's blocking SMTP connections on a few mail threads of the
+//!   dispatcher's own, at the lowest CPU priority so that mail uses the
+//!   CPU placement leaves idle (`workers`), kept open and reused (`smtp`
+//!   says why not lettre's own transport). Blocking, because their socket read and write timeouts
+//!   bound every exchange with the server, so a stalling server cannot
+//!   hold a row (lettre's async connection times out only the connect, and
+//!   cancelling a send midway would leave a session in an unknown state).
 //! - A send starts only while the lease has room for it to finish
 //!   ([`MailConfig::lease`] is ten timeouts; none starts in the last five),
 //!   so two dispatchers never hold one row at the same time. Rows not
@@ -30,6 +31,7 @@
 mod daemon;
 pub mod render;
 mod smtp;
+mod workers;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -431,6 +433,7 @@ pub type OutcomeHook = Arc<dyn Fn(&SendReport) + Send + Sync>;
 pub struct Dispatcher<O: Outbox> {
     outbox: Arc<O>,
     mailer: Arc<Mailer>,
+    workers: workers::Workers,
     owner: String,
     stop: Arc<AtomicBool>,
     hook: Option<OutcomeHook>,
@@ -439,14 +442,18 @@ pub struct Dispatcher<O: Outbox> {
 impl<O: Outbox> Dispatcher<O> {
     /// A dispatcher with an owner token of its own: `who` names it in the
     /// lease (`serve`, `cli`), the rest makes it unique.
-    pub fn new(outbox: O, mailer: Arc<Mailer>, who: &str) -> Dispatcher<O> {
-        Dispatcher {
+    /// Starts its `concurrency` mail threads.
+    pub fn new(outbox: O, mailer: Arc<Mailer>, who: &str) -> Result<Dispatcher<O>, MailError> {
+        let workers = workers::Workers::start(mailer.config.concurrency)
+            .map_err(|e| MailError(format!("cannot start the mail threads: {e}")))?;
+        Ok(Dispatcher {
             outbox: Arc::new(outbox),
             mailer,
+            workers,
             owner: format!("{who}:{}:{:016x}", std::process::id(), fastrand::u64(..)),
             stop: Arc::new(AtomicBool::new(false)),
             hook: None,
-        }
+        })
     }
 
     /// Calls `hook` with the outcome of every batch.
@@ -557,8 +564,9 @@ impl<O: Outbox> Dispatcher<O> {
         Ok(report)
     }
 
-    /// Sends every claimed row on `concurrency` blocking workers; rows not
-    /// started by `last_start` (or after a stop) are released.
+    /// Sends every claimed row on the mail threads, `concurrency` at a
+    /// time; rows not started by `last_start` (or after a stop) are
+    /// released.
     async fn send_all(
         &self,
         claimed: Vec<ClaimedNotification>,
@@ -569,13 +577,13 @@ impl<O: Outbox> Dispatcher<O> {
         let ids: Vec<NotificationId> = claimed.iter().map(|c| c.id).collect();
         let queue = Arc::new(Mutex::new(claimed.into_iter().collect::<VecDeque<_>>()));
         let orders = Arc::new(orders);
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut answers = Vec::with_capacity(workers);
         for _ in 0..workers {
             let queue = Arc::clone(&queue);
             let orders = Arc::clone(&orders);
             let mailer = Arc::clone(&self.mailer);
             let stop = Arc::clone(&self.stop);
-            tasks.spawn_blocking(move || {
+            answers.push(self.workers.run(move || {
                 let mut done = Vec::new();
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.pop_front());
@@ -592,14 +600,14 @@ impl<O: Outbox> Dispatcher<O> {
                     done.push((claim.id, delivery));
                 }
                 done
-            });
+            }));
         }
         let mut outcomes = Vec::with_capacity(ids.len());
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
+        for answer in answers {
+            match answer.await {
                 Ok(done) => outcomes.extend(done),
                 // A worker that panicked leaves its rows to the lease.
-                Err(e) => tracing::error!(error = %e, "a mail worker failed"),
+                Err(_) => tracing::error!("a mail worker failed; its rows wait for their lease"),
             }
         }
         outcomes.sort_by_key(|(id, _)| *id);
