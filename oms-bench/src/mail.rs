@@ -2,8 +2,8 @@
 //!
 //! - `smtp-sink`: a fake SMTP server on a loopback port that accepts every
 //!   message, for `oms serve` to deliver to while wrk places orders;
-//!   prints `port=N` and serves until its time is up (or it is killed),
-//!   then prints what it received.
+//!   prints `port=N` and serves until SIGTERM or SIGINT (or its time is
+//!   up), then prints what it received.
 //! - `mail-throughput`: `oms notify send` against a sink in this process,
 //!   on a database whose outbox holds the rows to send: messages per
 //!   second, and the connections they took (reuse keeps that at the
@@ -23,7 +23,7 @@ pub struct SinkArgs {
     /// Loopback address to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: String,
-    /// Stop after this many seconds.
+    /// Stop after this many seconds at the latest.
     #[arg(long, default_value_t = 600)]
     pub seconds: u64,
 }
@@ -41,11 +41,16 @@ pub struct ThroughputArgs {
     pub messages: u64,
 }
 
-pub fn sink(args: &SinkArgs) -> Result<()> {
+pub async fn sink(args: &SinkArgs) -> Result<()> {
     let sink = Sink::bind(&args.listen, |_, _| oms_mailsink::Action::Accept)?;
     println!("port={}", sink.addr().port());
     std::io::stdout().flush()?;
-    std::thread::sleep(Duration::from_secs(args.seconds));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(args.seconds)) => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
     println!(
         "smtp-sink messages={} connections={}",
         sink.count(),

@@ -188,7 +188,7 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
-        Command::SmtpSink(args) => mail::sink(&args),
+        Command::SmtpSink(args) => runtime().and_then(|rt| rt.block_on(mail::sink(&args))),
         Command::MailThroughput(args) => mail::throughput(&args),
     };
     match result {
