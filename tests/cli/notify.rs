@@ -120,6 +120,16 @@ fn notify_send_needs_a_mail_server_and_a_sender() {
         .output()
         .expect("run oms");
     assert_eq!(out.status.code(), Some(USAGE));
+    // `oms serve` refuses the same settings before it serves.
+    let out = db
+        .cmd(&["serve", "--listen", "127.0.0.1:0"])
+        .env("OMS_SMTP_URL", "smtps://mail.example?tls=none")
+        .env("OMS_MAIL_FROM", "shop@example.com")
+        .timeout(Duration::from_secs(20))
+        .output()
+        .expect("run oms serve");
+    assert_eq!(out.status.code(), Some(USAGE), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OMS_SMTP_URL"));
     // Nothing was attempted.
     assert_eq!(rows(&db)[0]["attempts"], 0);
 }
