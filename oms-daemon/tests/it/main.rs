@@ -13,5 +13,6 @@ mod idempotency;
 mod jwt;
 mod limits;
 mod openapi;
+mod payments;
 mod status_model;
 mod support;
