@@ -7,6 +7,7 @@ pub mod completions;
 pub mod customer;
 pub mod init;
 pub mod order;
+pub mod payment;
 pub mod product;
 pub mod serve;
 pub mod token;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> Result {
         Command::Customer(cmd) => customer::run(&ctx, cmd),
         Command::Product(cmd) => product::run(&ctx, cmd),
         Command::Order(cmd) => order::run(&ctx, cmd),
+        Command::Payment(cmd) => payment::run(&ctx, cmd),
         Command::Changes(args) => changes::run(&ctx, args),
         Command::Verify => verify(&ctx),
         Command::Backup(args) => backup::run(&ctx, args),
