@@ -91,3 +91,28 @@ impl Config {
 
 /// The shortest `OMS_JWT_SECRET` accepted.
 pub const MIN_SECRET_LEN: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_a_secret() {
+        let mut config = Config::new(PathBuf::from("oms.db"));
+        config.jwt_secret = Some("jwt-secret-value-0123456789abcdef".into());
+        config.webhook_secret = Some("whsec-current-value".into());
+        config.webhook_secret_previous = Some("whsec-previous-value".into());
+        let text = format!("{config:?}");
+        for secret in [
+            "jwt-secret-value",
+            "whsec-current-value",
+            "whsec-previous-value",
+        ] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(
+            text.contains("webhook_secret: Some(\"<redacted>\")"),
+            "{text}"
+        );
+    }
+}
