@@ -285,8 +285,11 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             http::problem(&Problem::not_found(format!("no route for {path}")))
         }
         Some(matched) => {
-            let principal = bearer(&req).and_then(|t| app.keys.verify(t));
             let token_given = req.headers().contains_key(AUTHORIZATION);
+            let principal = match bearer(&req) {
+                Some(token) => authenticate(&app, token).await,
+                None => None,
+            };
             match routes::authorize(matched.route, &method, principal, peer) {
                 Ok(access) => {
                     if token_given && principal.is_none() {
@@ -350,6 +353,24 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
         "request"
     );
     response
+}
+
+/// The caller of a bearer token: the token must verify and still match
+/// the user's current grant (the user exists, with the same role, customer
+/// and token generation), read on every request so that removing a user or
+/// changing its password or role ends its tokens at once, whichever
+/// process made the change. A database error counts as no caller: the
+/// request is refused rather than let through unchecked.
+async fn authenticate(app: &App, token: &str) -> Option<auth::Principal> {
+    let presented = app.keys.verify(token)?;
+    let user = presented.user;
+    match app.db.lookup(move |store| store.token_grant(user)).await {
+        Ok(grant) => presented.principal(grant.as_ref()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check a token against its user");
+            None
+        }
+    }
 }
 
 fn bearer(req: &Request<Incoming>) -> Option<&str> {

@@ -600,3 +600,94 @@ fn weak_jwt_secret_refuses_to_serve() {
     );
     assert!(!stderr.contains("oms serving"), "must not serve: {stderr}");
 }
+
+/// Mints a token for `email` with `oms token create`.
+fn token_for(db: &Db, email: &str) -> String {
+    let out = oms(db, &["token", "create", "--email", email]);
+    assert_eq!(
+        out.status.code(),
+        Some(OK),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("token is UTF-8")
+        .trim()
+        .to_string()
+}
+
+/// A removed user, a changed password and a changed role each end every
+/// token issued before, at once, though the change is made by another
+/// process (`oms user ...`) while the daemon serves.
+#[test]
+fn user_remove_passwd_and_role_change_end_earlier_tokens_at_once() {
+    let db = Db::new();
+    let removed = "gone@example.com";
+    let rotated = "rotated@example.com";
+    let demoted = "demoted@example.com";
+    for email in [removed, rotated, demoted] {
+        db.ok(&[
+            "user", "add", "--email", email, "--name", "N", "--role", "admin",
+        ]);
+    }
+    let tokens: Vec<String> = [removed, rotated, demoted]
+        .iter()
+        .map(|email| token_for(&db, email))
+        .collect();
+    let server = Server::start(&db, &[]);
+    let agent = agent();
+    let create = |token: &str, sku: &str| {
+        post(
+            &agent,
+            &server.url("/api/products"),
+            Some(token),
+            None,
+            &serde_json::json!({"sku": sku, "name": "Widget", "price": "1.00"}),
+        )
+        .expect("create a product")
+    };
+    for (n, token) in tokens.iter().enumerate() {
+        let made = create(token, &format!("BEFORE-{n}"));
+        assert_eq!(made.status, 201, "before the change: {}", made.text);
+    }
+
+    db.ok(&["user", "remove", removed]);
+    let passwd = db.run_stdin(
+        &["user", "passwd", rotated, "--password-stdin"],
+        "a-new-long-passphrase\n",
+    );
+    assert_eq!(passwd.code, OK, "passwd: {}", passwd.stderr);
+    db.ok(&["user", "update", demoted, "--role", "customer"]);
+
+    for (n, token) in tokens.iter().enumerate() {
+        let refused = create(token, &format!("AFTER-{n}"));
+        assert_eq!(
+            refused.status, 401,
+            "token {n} after the change: {}",
+            refused.text
+        );
+        let list = get(&agent, &server.url("/api/orders"), Some(token)).expect("list");
+        assert_eq!(list.status, 401, "token {n} on a read: {}", list.text);
+    }
+    // Nothing was created after the change, and nothing credits a user
+    // that no longer exists.
+    let skus: Vec<String> = db
+        .json(&["product", "list"])
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| s(p, "sku").to_string())
+        .collect();
+    assert!(!skus.iter().any(|s| s.starts_with("AFTER")), "{skus:?}");
+
+    // Tokens issued after the change work with the new grant.
+    let fresh = token_for(&db, rotated);
+    assert_eq!(create(&fresh, "AFTER-FRESH").status, 201);
+    let demoted_now = token_for(&db, demoted);
+    let as_customer = create(&demoted_now, "AFTER-DEMOTED");
+    assert_eq!(
+        as_customer.status, 403,
+        "now a customer: {}",
+        as_customer.text
+    );
+}

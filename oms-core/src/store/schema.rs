@@ -174,6 +174,15 @@ CREATE INDEX changes_order_placed ON changes (entity_id) WHERE type = 'order.pla
 "#),
     // 3: CHECK constraints without constant IN lists (see `CHECK_REWRITES`).
     Code(rewrite_in_list_checks),
+    // 4: a token generation per user. Every token carries it and is honoured
+    // only while it matches: a password or role change draws a new one, so
+    // every token issued before stops working at once. Random rather than
+    // counted, so a user removed and added again (SQLite may reuse the id)
+    // does not match the old user's tokens.
+    Sql(r#"
+ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
+UPDATE users SET token_generation = random();
+"#),
 ];
 
 /// `CHECK (x IN (a, b, c, ...))` with more than two constants makes SQLite

@@ -100,18 +100,22 @@ pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
         .db
         .read(move |store| store.credentials(&email))
         .await?;
-    let (user, hash) = match found {
-        Some((user, hash)) => (Some(user), hash),
+    let (account, hash) = match found {
+        Some(credentials) => {
+            let hash = credentials.password_hash.clone();
+            (Some(credentials), hash)
+        }
         None => (None, None),
     };
     let ok = ctx.app.hasher.verify(body.password, hash).await;
-    let Some(user) = user.filter(|_| ok) else {
+    let Some(account) = account.filter(|_| ok) else {
         return Err(Problem::unauthorized("wrong e-mail or password"));
     };
+    let user = account.user;
     let (token, expires_at) = ctx
         .app
         .keys
-        .mint(&user, ctx.app.config.token_ttl)
+        .mint(&account.grant, ctx.app.config.token_ttl)
         .map_err(|e| {
             tracing::error!(error = %e, "cannot sign a token");
             Problem::internal()
