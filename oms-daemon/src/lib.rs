@@ -273,6 +273,7 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
         .map(str::to_string)
         .unwrap_or_else(next_request_id);
     let matched = routes::match_path(req.uri().path());
+    let token_given = req.headers().contains_key(AUTHORIZATION);
     let route_label = matched.as_ref().map_or("unmatched", |m| m.route.pattern());
     let path = req.uri().path().to_string();
 
@@ -284,8 +285,16 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             drained = http::discard_body(req, app.config.max_body).await;
             http::problem(&Problem::not_found(format!("no route for {path}")))
         }
+        Some(matched) if method == hyper::Method::OPTIONS => {
+            // What the route answers, for anyone: the methods are no secret.
+            drained = http::discard_body(req, app.config.max_body).await;
+            let mut res = http::empty(StatusCode::NO_CONTENT);
+            if let Ok(v) = HeaderValue::from_str(&routes::allowed_methods(matched.route)) {
+                res.headers_mut().insert(hyper::header::ALLOW, v);
+            }
+            res
+        }
         Some(matched) => {
-            let token_given = req.headers().contains_key(AUTHORIZATION);
             let principal = match bearer(&req) {
                 Some(token) => authenticate(&app, token).await,
                 None => None,
@@ -328,6 +337,7 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
+    http::common_headers(&mut response, token_given);
     if !drained || response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         // The rest of an oversized body is never read: say that this
         // connection ends here, so the client does not reuse it.

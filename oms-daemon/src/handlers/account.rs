@@ -31,7 +31,7 @@ fn decode_register(bytes: &[u8]) -> Result<(RegisterBody, String, String), Probl
 
 /// Creates a customer user and its customer record: 201 with the user.
 pub async fn register(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let (body, email, name) = decode_register(&bytes)?;
     let hash = ctx.app.hasher.hash(body.password).await?;
     let user = ctx
@@ -83,7 +83,7 @@ pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 2] {
 /// exactly like a wrong password, after the same work.
 pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     // The body is read before anything is refused (see `http::discard_body`).
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     ctx.app
         .login_by_ip
         .check(&ctx.peer.ip().to_string())

@@ -7,6 +7,7 @@
 
 mod authz;
 mod concurrency;
+mod conventions;
 mod endpoints;
 mod feed;
 mod idempotency;
