@@ -13,6 +13,7 @@ mod ids;
 mod model;
 mod money;
 pub mod password;
+pub mod search;
 pub mod status;
 mod store;
 mod timestamp;

@@ -173,6 +173,7 @@ impl Store {
         // new value is bound (the order-items lookup of every GET did), and
         // no query here gains from a value-specific plan.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+        register_functions(&conn)?;
         if !options.read_only {
             schema::migrate(&mut conn)?;
         }
@@ -389,8 +390,33 @@ fn set_wal(conn: &Connection, timeout: Duration) -> Result<()> {
     }
 }
 
-/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+/// SQL functions of oms: `oms_fold(text)` is [`crate::search::fold`], so
+/// a search compares `oms_fold(column) LIKE` a folded pattern and finds
+/// "Zoë" for `ZOË` (SQLite's own `LIKE` folds only ASCII).
+fn register_functions(conn: &Connection) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "oms_fold",
+        1,
+        FunctionFlags::SQLITE_UTF8
+            | FunctionFlags::SQLITE_DETERMINISTIC
+            | FunctionFlags::SQLITE_INNOCUOUS,
+        |ctx| {
+            Ok(match ctx.get_raw(0) {
+                rusqlite::types::ValueRef::Text(bytes) => {
+                    Some(crate::search::fold(&String::from_utf8_lossy(bytes)))
+                }
+                _ => None,
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// The `LIKE ... ESCAPE '\'` pattern that finds `text` anywhere in an
+/// `oms_fold`ed column: folded, with `%`, `_` and `\` escaped.
 fn like_pattern(text: &str) -> String {
+    let text = crate::search::fold(text);
     let mut out = String::with_capacity(text.len() + 2);
     out.push('%');
     for c in text.chars() {

@@ -166,11 +166,14 @@ fn filter_clause(conn: &Connection, filter: &OrderFilter) -> Result<(String, Vec
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.trim().is_empty()) {
         clauses.push(
-            "(o.idempotency_key LIKE ? ESCAPE '\\' OR o.tracking_code LIKE ? ESCAPE '\\'
+            "(oms_fold(o.idempotency_key) LIKE ? ESCAPE '\\'
+              OR oms_fold(o.tracking_code) LIKE ? ESCAPE '\\'
               OR EXISTS (SELECT 1 FROM customers c2 WHERE c2.id = o.customer_id
-                         AND (c2.name LIKE ? ESCAPE '\\' OR c2.email LIKE ? ESCAPE '\\'))
+                         AND (oms_fold(c2.name) LIKE ? ESCAPE '\\'
+                              OR oms_fold(c2.email) LIKE ? ESCAPE '\\'))
               OR EXISTS (SELECT 1 FROM order_items i2 WHERE i2.order_id = o.id
-                         AND (i2.sku LIKE ? ESCAPE '\\' OR i2.name LIKE ? ESCAPE '\\')))",
+                         AND (oms_fold(i2.sku) LIKE ? ESCAPE '\\'
+                              OR oms_fold(i2.name) LIKE ? ESCAPE '\\')))",
         );
         let pattern = like_pattern(search.trim());
         for _ in 0..6 {

@@ -272,3 +272,21 @@ fn json_that_parsers_read_differently_is_refused() {
         "nothing written"
     );
 }
+
+#[test]
+fn q_finds_non_ascii_text_in_any_case() {
+    let server = Server::start();
+    server.add_product("ZOË-1", "2.00", 5);
+    let found = server
+        .get("/api/products?q=zo%C3%8B")
+        .token(&server.alice.token)
+        .send()
+        .json();
+    let skus: Vec<&str> = found["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|p| p["sku"].as_str())
+        .collect();
+    assert_eq!(skus, ["ZOË-1"]);
+}
