@@ -25,7 +25,7 @@ pub use money::{Currency, Money};
 pub use status::Status;
 pub use store::{
     Actor, DriftReport, ExpireOutcome, GroupJob, ImportSummary, Options, PlaceOutcome,
-    SCHEMA_VERSION, Store, WriteTx,
+    SCHEMA_VERSION, Store, WAL_SIZE_LIMIT, WriteTx,
 };
-pub use store::{CustomerQuery, ProductQuery, Upserted};
+pub use store::{CustomerQuery, EXPORT_BATCH, ProductQuery, Upserted};
 pub use timestamp::Timestamp;

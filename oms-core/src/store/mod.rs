@@ -33,9 +33,14 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::{Currency, Error, Result, Timestamp};
 
 pub use group::GroupJob;
-pub use orders::{ExpireOutcome, PlaceOutcome};
+pub use orders::{EXPORT_BATCH, ExpireOutcome, PlaceOutcome};
 pub use schema::SCHEMA_VERSION;
 pub use verify::DriftReport;
+
+/// The size the WAL file returns to once no reader needs its old frames:
+/// at the next commit (`journal_size_limit`), or, when nothing commits, by
+/// the daemon's checkpointer ([`Store::truncate_wal`]).
+pub const WAL_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
 
 /// How long a writer waits for another process's write lock before giving
 /// up with [`Error::Busy`].
@@ -161,6 +166,11 @@ impl Store {
         tracing::debug!(sqlite_version = %version, "opened database");
         if !options.read_only {
             set_wal(&conn, options.busy_timeout)?;
+            // When a commit starts the WAL over (everything in it has been
+            // copied back and no reader still needs it), SQLite truncates
+            // the file to this size, so a WAL that grew while a long reader
+            // pinned it shrinks again at the next commit.
+            conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT as i64)?;
         }
         conn.execute_batch(
             "PRAGMA synchronous = FULL;
@@ -272,6 +282,31 @@ impl Store {
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                 Ok((r.get(1)?, r.get(2)?))
             })?)
+    }
+
+    /// The size in bytes of the WAL file (0 when there is none).
+    pub fn wal_bytes(&self) -> Result<u64> {
+        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
+            return Ok(0);
+        };
+        match std::fs::metadata(format!("{path}-wal")) {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(Error::io("cannot read the size of the WAL file", e)),
+        }
+    }
+
+    /// Copies the whole WAL back and truncates it to zero bytes (a
+    /// TRUNCATE checkpoint). It waits for readers and keeps new writers out
+    /// while it waits, up to this connection's busy timeout, so call it only
+    /// when nothing pins the WAL (after a PASSIVE [`Store::checkpoint`]
+    /// copied every frame) and on a connection with a short timeout.
+    /// Returns false when a reader or writer was in the way.
+    pub fn truncate_wal(&self) -> Result<bool> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
     }
 
     /// A database-wide setting.

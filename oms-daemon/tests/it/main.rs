@@ -16,3 +16,4 @@ mod limits;
 mod openapi;
 mod status_model;
 mod support;
+mod wal;
