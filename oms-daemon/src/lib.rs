@@ -480,10 +480,22 @@ fn init_tracing() {
     let json = std::env::var("OMS_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(stderr_wants_colour())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Whether text logs on stderr may carry ANSI colours: only when stderr is
+/// a terminal and `NO_COLOR` is unset or empty (no-color.org). A file
+/// (`oms serve 2>oms.log`), a pipe or journald gets plain text; the fmt
+/// layer would otherwise colour them regardless. Every place that sets up
+/// logging (here and the CLI) asks this.
+pub fn stderr_wants_colour() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }

@@ -11,6 +11,7 @@ mod customers;
 mod misc;
 mod orders;
 mod products;
+mod scripting;
 mod serve;
 mod support;
 mod users;

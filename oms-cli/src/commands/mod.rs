@@ -96,6 +96,14 @@ fn verify(ctx: &Ctx) -> Result {
     }
 }
 
+/// The `--limit N` of every list command (`order list`, `order export`,
+/// `product list`, `customer list`, `changes`, and any list added later):
+/// at most N rows, and `--limit 0` for no limit. One function, so 0 means
+/// the same everywhere.
+pub fn list_limit(limit: Option<u64>) -> Option<u64> {
+    limit.filter(|&n| n > 0)
+}
+
 /// `FILE` or `-` and `--dry-run`, shared by every `import` command.
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
