@@ -308,3 +308,48 @@ fn a_failed_backup_leaves_the_old_file_and_no_temporary_file() {
     assert!(err.contains("no-such-dir"), "{err}");
     assert_eq!(backup_dir_entries(db.dir()), ["taken"]);
 }
+
+// ---- the password policy on the command line ---------------------------------------
+
+#[test]
+fn user_add_and_passwd_refuse_common_passwords_with_exit_5() {
+    let db = Db::new();
+    let add = |password: &str| {
+        db.run_stdin(
+            &[
+                "user",
+                "add",
+                "--email",
+                "a@example.com",
+                "--name",
+                "A",
+                "--role",
+                "admin",
+                "--password-stdin",
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    for common in ["password", "12345678", "Password1"] {
+        let run = add(common);
+        assert_eq!(run.code, INVALID, "{common}: {run:?}");
+        assert!(
+            run.stderr.contains("most common passwords"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(add("plum-orbit-kettle-93").code, OK);
+    let err = db.fails_stdin(
+        &["user", "passwd", "a@example.com", "--password-stdin"],
+        "iloveyou\n",
+        INVALID,
+    );
+    assert!(err.contains("most common passwords"), "{err}");
+    let err = db.fails_stdin(
+        &["user", "passwd", "a@example.com", "--password-stdin"],
+        "Sh0rt!\n",
+        INVALID,
+    );
+    assert!(err.contains("at least 8 characters"), "{err}");
+}
