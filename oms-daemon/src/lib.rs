@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod config;
 mod db;
+mod exposition;
 mod feed;
 mod handlers;
 mod http;
