@@ -99,6 +99,15 @@ pub fn most_severe(codes: &[u8]) -> Option<u8> {
         .min_by_key(|code| SEVERITY.iter().position(|s| s == code).unwrap_or(0))
 }
 
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> CliError {
+        CliError::io("writing output", e)
+    }
+}
+
+/// Shorthand for command results.
+pub type Result<T = ()> = std::result::Result<T, CliError>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,12 +134,3 @@ mod tests {
         );
     }
 }
-
-impl From<std::io::Error> for CliError {
-    fn from(e: std::io::Error) -> CliError {
-        CliError::io("writing output", e)
-    }
-}
-
-/// Shorthand for command results.
-pub type Result<T = ()> = std::result::Result<T, CliError>;

@@ -6,6 +6,7 @@ pub mod changes;
 pub mod completions;
 pub mod customer;
 pub mod init;
+pub mod man;
 pub mod order;
 pub mod product;
 pub mod serve;
@@ -62,6 +63,7 @@ pub fn run(cli: Cli) -> Result {
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Token(cmd) => token::run(&ctx, cmd),
         Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 
