@@ -17,6 +17,7 @@ mod http;
 mod metrics;
 pub mod problem;
 pub mod routes;
+mod sd_notify;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -438,7 +439,15 @@ pub fn run(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<(), Star
         let app = App::open(config)?;
         tracing::info!(address = %local, "listening");
         on_ready(local);
-        serve(listener, Arc::clone(&app), shutdown_signal())
+        // Ready for systemd (Type=notify) only now: the listener is bound
+        // (connections queue until the accept loop takes them) and the
+        // database is open and migrated.
+        sd_notify::notify_or_log(&format!("READY=1\nSTATUS=serving http://{local}/"));
+        let shutdown = async {
+            shutdown_signal().await;
+            sd_notify::notify_or_log("STOPPING=1\nSTATUS=shutting down");
+        };
+        serve(listener, Arc::clone(&app), shutdown)
             .await
             .map_err(|source| StartError::Io {
                 context: "server failed".into(),

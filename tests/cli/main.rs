@@ -13,5 +13,6 @@ mod orders;
 mod products;
 mod scripting;
 mod serve;
+mod service;
 mod support;
 mod users;
