@@ -353,3 +353,71 @@ fn user_add_and_passwd_refuse_common_passwords_with_exit_5() {
     );
     assert!(err.contains("at least 8 characters"), "{err}");
 }
+
+/// A tmpfs of 2 MiB on `dir`, unmounted on drop; `None` (saying why) where
+/// mounting is not permitted.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(SmallDisk(dir.to_path_buf())),
+            Ok(out) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a small tmpfs here ({})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run mount ({e})");
+                None
+            }
+        }
+    }
+
+    /// Fills the filesystem with one file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).expect("create the filler");
+        while file.write_all(&[0u8; 4096]).is_ok() {}
+        while file.write_all(&[0u8; 64]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_backup_onto_a_full_disk_fails_and_keeps_the_old_backup() {
+    let db = Db::demo();
+    let Some(disk) = SmallDisk::mount(&db.dir().join("backups")) else {
+        return;
+    };
+    let nightly = disk.0.join("nightly.db");
+    let path = nightly.to_str().expect("utf-8");
+    db.ok(&["backup", path]);
+    let last_night = std::fs::read(&nightly).expect("read");
+
+    let filler = disk.fill();
+    let err = db.fails(&["backup", "--force", path], INTERNAL);
+    assert!(err.contains("full"), "{err}");
+    assert_eq!(std::fs::read(&nightly).expect("read"), last_night);
+    assert_eq!(backup_dir_entries(&disk.0), ["filler", "nightly.db"]);
+
+    std::fs::remove_file(filler).expect("free the space");
+    db.ok(&["product", "restock", "LAPTOP-13", "--add", "5"]);
+    db.ok(&["backup", "--force", path]);
+    assert_ne!(std::fs::read(&nightly).expect("read"), last_night);
+    assert_eq!(backup_dir_entries(&disk.0), ["nightly.db"]);
+}
