@@ -10,12 +10,14 @@
 pub mod auth;
 pub mod config;
 mod db;
+mod exposition;
 mod feed;
 mod handlers;
 mod http;
 mod metrics;
 pub mod problem;
 pub mod routes;
+mod sd_notify;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -437,7 +439,15 @@ pub fn run(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<(), Star
         let app = App::open(config)?;
         tracing::info!(address = %local, "listening");
         on_ready(local);
-        serve(listener, Arc::clone(&app), shutdown_signal())
+        // Ready for systemd (Type=notify) only now: the listener is bound
+        // (connections queue until the accept loop takes them) and the
+        // database is open and migrated.
+        sd_notify::notify_or_log(&format!("READY=1\nSTATUS=serving http://{local}/"));
+        let shutdown = async {
+            shutdown_signal().await;
+            sd_notify::notify_or_log("STOPPING=1\nSTATUS=shutting down");
+        };
+        serve(listener, Arc::clone(&app), shutdown)
             .await
             .map_err(|source| StartError::Io {
                 context: "server failed".into(),
@@ -480,10 +490,22 @@ fn init_tracing() {
     let json = std::env::var("OMS_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(stderr_wants_colour())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Whether text logs on stderr may carry ANSI colours: only when stderr is
+/// a terminal and `NO_COLOR` is unset or empty (no-color.org). A file
+/// (`oms serve 2>oms.log`), a pipe or journald gets plain text; the fmt
+/// layer would otherwise colour them regardless. Every place that sets up
+/// logging (here and the CLI) asks this.
+pub fn stderr_wants_colour() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }

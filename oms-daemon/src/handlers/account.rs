@@ -2,13 +2,13 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use oms_core::{CustomerRef, Error, NewUser, Role, parse_email, parse_name};
+use oms_core::{CustomerRef, Error, NewUser, Role, parse_email, parse_name, password};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::Ctx;
 use crate::http::{self, Response};
-use crate::problem::Problem;
+use crate::problem::{FieldError, Problem};
 
 #[derive(Deserialize)]
 struct RegisterBody {
@@ -26,6 +26,18 @@ fn decode_register(bytes: &[u8]) -> Result<(RegisterBody, String, String), Probl
     )?;
     let email = parse_email(&body.email)?;
     let name = parse_name("name", &body.name)?;
+    // The password policy (oms_core::password) before any hashing, named
+    // as a field problem so a form can show it beside the password box.
+    password::check_policy(&body.password).map_err(|e| {
+        let message = e.to_string();
+        Problem::unprocessable(
+            message.clone(),
+            vec![FieldError {
+                field: "password".into(),
+                message,
+            }],
+        )
+    })?;
     Ok((body, email, name))
 }
 

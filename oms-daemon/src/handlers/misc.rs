@@ -4,6 +4,7 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::Ctx;
+use crate::exposition;
 use crate::http::{self, Response};
 use crate::problem::Problem;
 
@@ -40,14 +41,26 @@ pub async fn healthz(ctx: Ctx<'_>) -> Result<Response, Problem> {
     }
 }
 
-/// Prometheus text format.
-pub fn metrics(ctx: Ctx<'_>) -> Result<Response, Problem> {
+/// Prometheus metrics: OpenMetrics text when the scraper's `Accept` asks
+/// for it, the classic text format 0.0.4 otherwise (see `exposition`).
+pub fn metrics<B>(ctx: Ctx<'_>, req: &hyper::Request<B>) -> Result<Response, Problem> {
+    let accept = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = exposition::negotiate(accept);
     let text = ctx.app.metrics.render(ctx.app.feed.waiters());
-    Ok(http::with_type(
-        StatusCode::OK,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        text,
-    ))
+    let body = match format {
+        exposition::Format::OpenMetrics => text,
+        exposition::Format::Classic => exposition::to_classic(&text),
+    };
+    let mut res = http::with_type(StatusCode::OK, format.content_type(), body);
+    // Caches must not hand one scraper's format to another.
+    res.headers_mut().insert(
+        hyper::header::VARY,
+        hyper::header::HeaderValue::from_static("accept"),
+    );
+    Ok(res)
 }
 
 pub fn openapi() -> Response {

@@ -71,7 +71,7 @@ pub async fn dispatch(
     };
     match (route, method) {
         (Route::Healthz, _) => misc::healthz(ctx).await,
-        (Route::Metrics, _) => misc::metrics(ctx),
+        (Route::Metrics, _) => misc::metrics(ctx, &req),
         (Route::OpenApi, _) => Ok(misc::openapi()),
         (Route::Register, _) => account::register(ctx, req).await,
         (Route::Login, _) => account::login(ctx, req).await,

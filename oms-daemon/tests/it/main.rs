@@ -14,6 +14,7 @@ mod idempotency;
 mod jwt;
 mod limits;
 mod openapi;
+mod ops;
 mod status_model;
 mod support;
 mod wal;
