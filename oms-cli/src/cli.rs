@@ -27,7 +27,7 @@ Environment:
                                (unset: POST /api/payments/webhook answers 503)
   OMS_WEBHOOK_SECRET_PREVIOUS  oms serve: also accepted while rotating the secret";
 
-/// oms — order management on a SQLite file: products, customers, orders with
+/// Order management on a SQLite file: products, customers, orders with
 /// stock reservations and a strict status machine, CSV in and out.
 #[derive(Debug, Parser)]
 #[command(name = "oms", version, after_help = EXIT_CODES, propagate_version = true)]
@@ -91,4 +91,6 @@ pub enum Command {
     Token(commands::token::TokenCommand),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
+    /// Print or install the manual pages (generated from this help).
+    Man(commands::man::ManArgs),
 }

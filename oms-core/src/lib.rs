@@ -14,6 +14,7 @@ mod model;
 mod money;
 pub mod password;
 pub mod payment;
+pub mod search;
 pub mod status;
 mod store;
 mod timestamp;
@@ -25,7 +26,7 @@ pub use money::{Currency, Money};
 pub use status::Status;
 pub use store::{
     Actor, DriftReport, ExpireOutcome, GroupJob, ImportSummary, Options, PlaceOutcome,
-    SCHEMA_VERSION, Store, WriteTx,
+    SCHEMA_VERSION, Store, WAL_SIZE_LIMIT, WriteTx,
 };
-pub use store::{CustomerQuery, ProductQuery, Upserted};
+pub use store::{CustomerQuery, EXPORT_BATCH, ProductQuery, Upserted};
 pub use timestamp::Timestamp;

@@ -27,6 +27,11 @@ struct RouteLabels {
     route: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -36,6 +41,7 @@ pub struct Metrics {
     feed_waiters: Gauge,
     batch_size: Histogram,
     webhook_deliveries: Family<WebhookLabels, Counter>,
+    write_failures: Family<CauseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,9 +91,16 @@ impl Metrics {
             "Payment webhook deliveries by event and outcome",
             webhook_deliveries.clone(),
         );
+        let write_failures = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "write_failures",
+            "Writes refused because their commit failed, by cause (storage_full: the disk is full)",
+            write_failures.clone(),
+        );
         Metrics {
             webhook_deliveries,
             registry: Mutex::new(registry),
+            write_failures,
             requests,
             latency,
             orders_placed,
@@ -131,6 +144,13 @@ impl Metrics {
 
     pub fn observe_batch(&self, jobs: usize) {
         self.batch_size.observe(jobs as f64);
+    }
+
+    /// Counts `jobs` writes that failed for `cause`.
+    pub fn write_failed(&self, cause: &'static str, jobs: usize) {
+        self.write_failures
+            .get_or_create(&CauseLabels { cause })
+            .inc_by(jobs as u64);
     }
 
     /// The text exposition format.

@@ -12,6 +12,8 @@ mod misc;
 mod orders;
 mod payments;
 mod products;
+mod scripting;
 mod serve;
+mod service;
 mod support;
 mod users;

@@ -174,7 +174,16 @@ CREATE INDEX changes_order_placed ON changes (entity_id) WHERE type = 'order.pla
 "#),
     // 3: CHECK constraints without constant IN lists (see `CHECK_REWRITES`).
     Code(rewrite_in_list_checks),
-    // Payments of DESIGN §7 (the webhook, `oms payment`). Migration 1's
+    // 4: a token generation per user. Every token carries it and is honoured
+    // only while it matches: a password or role change draws a new one, so
+    // every token issued before stops working at once. Random rather than
+    // counted, so a user removed and added again (SQLite may reuse the id)
+    // does not match the old user's tokens.
+    Sql(r#"
+ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
+UPDATE users SET token_generation = random();
+"#),
+    // 5: payments of DESIGN §7 (the webhook, `oms payment`). Migration 1's
     // `payments` table was never written; it is rebuilt: `order_id` may be
     // NULL (a payment for an order we cannot name) and has no foreign key
     // (a payment is a record of money and outlives its order), and the

@@ -7,12 +7,15 @@
 
 mod authz;
 mod concurrency;
+mod conventions;
 mod endpoints;
 mod feed;
 mod idempotency;
 mod jwt;
 mod limits;
 mod openapi;
+mod ops;
 mod payments;
 mod status_model;
 mod support;
+mod wal;
