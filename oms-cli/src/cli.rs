@@ -22,7 +22,10 @@ Environment:
   OMS_LISTEN      oms serve: address (default 127.0.0.1:8080)
   OMS_JWT_SECRET  oms serve / token create: HS256 secret, at least 32 bytes
                   (default: generated once and kept in the database)
-  OMS_LOG_FORMAT  oms serve: json or text";
+  OMS_LOG_FORMAT  oms serve: json or text
+  OMS_WEBHOOK_SECRET           oms serve: secret of the Razorpay webhook's signatures
+                               (unset: POST /api/payments/webhook answers 503)
+  OMS_WEBHOOK_SECRET_PREVIOUS  oms serve: also accepted while rotating the secret";
 
 /// Order management on a SQLite file: products, customers, orders with
 /// stock reservations and a strict status machine, CSV in and out.
@@ -72,6 +75,9 @@ pub enum Command {
     /// Place, list, change and export orders.
     #[command(subcommand)]
     Order(commands::order::OrderCommand),
+    /// Payments from the webhook, and cash or transfers recorded by hand.
+    #[command(subcommand)]
+    Payment(commands::payment::PaymentCommand),
     /// Read the change log (JSON lines unless --format says otherwise).
     Changes(commands::changes::ChangesArgs),
     /// Check invariants, the stock ledger and database integrity (exit 4 on drift).

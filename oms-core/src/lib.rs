@@ -13,13 +13,14 @@ mod ids;
 mod model;
 mod money;
 pub mod password;
+pub mod payment;
 pub mod search;
 pub mod status;
 mod store;
 mod timestamp;
 
 pub use error::{Error, ErrorKind, LineFailure, Result};
-pub use ids::{CustomerId, OrderId, ProductId, Seq, UserId};
+pub use ids::{CustomerId, OrderId, PaymentId, ProductId, Seq, UserId};
 pub use model::*;
 pub use money::{Currency, Money};
 pub use status::Status;

@@ -18,6 +18,7 @@ mod metrics;
 pub mod problem;
 pub mod routes;
 mod sd_notify;
+pub mod webhook;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -84,6 +85,8 @@ pub struct App {
     login_by_account: RateLimiter,
     /// Idempotency keys whose first request is still running: (user, key).
     in_flight: Mutex<HashSet<(i64, String)>>,
+    /// The payment webhook's secrets, keyed; `None` when not configured.
+    webhook_keys: Option<webhook::Keys>,
     shutdown: watch::Sender<bool>,
     _watcher: ExternalWatcher,
 }
@@ -118,6 +121,10 @@ impl App {
             login_by_ip: RateLimiter::new(30, std::time::Duration::from_secs(60)),
             login_by_account: RateLimiter::new(10, std::time::Duration::from_secs(60)),
             in_flight: Mutex::new(HashSet::new()),
+            webhook_keys: webhook::Keys::new(
+                config.webhook_secret.as_deref(),
+                config.webhook_secret_previous.as_deref(),
+            ),
             shutdown: watch::Sender::new(false),
             _watcher: watcher,
             config,

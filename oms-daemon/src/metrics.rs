@@ -17,6 +17,12 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    event: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: &'static str,
 }
@@ -34,6 +40,7 @@ pub struct Metrics {
     orders_placed: Counter,
     feed_waiters: Gauge,
     batch_size: Histogram,
+    webhook_deliveries: Family<WebhookLabels, Counter>,
     write_failures: Family<CauseLabels, Counter>,
 }
 
@@ -78,6 +85,12 @@ impl Metrics {
             "Jobs per group commit",
             batch_size.clone(),
         );
+        let webhook_deliveries = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Payment webhook deliveries by event and outcome",
+            webhook_deliveries.clone(),
+        );
         let write_failures = Family::<CauseLabels, Counter>::default();
         registry.register(
             "write_failures",
@@ -85,6 +98,7 @@ impl Metrics {
             write_failures.clone(),
         );
         Metrics {
+            webhook_deliveries,
             registry: Mutex::new(registry),
             write_failures,
             requests,
@@ -117,6 +131,15 @@ impl Metrics {
 
     pub fn order_placed(&self) {
         self.orders_placed.inc();
+    }
+
+    /// Counts a webhook delivery: `event` is a known event name, `other`
+    /// or `unverified`; `outcome` what it did (`applied`, `duplicate`,
+    /// `ignored`, `bad_signature`, ...).
+    pub fn webhook_delivery(&self, event: &'static str, outcome: &'static str) {
+        self.webhook_deliveries
+            .get_or_create(&WebhookLabels { event, outcome })
+            .inc();
     }
 
     pub fn observe_batch(&self, jobs: usize) {

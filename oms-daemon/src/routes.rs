@@ -27,6 +27,10 @@ pub enum Route {
     OrderStatus,
     Track,
     Changes,
+    PaymentWebhook,
+    Payments,
+    Payment,
+    OrderPayments,
 }
 
 impl Route {
@@ -48,11 +52,15 @@ impl Route {
             Route::OrderStatus => "/api/orders/{id}/status",
             Route::Track => "/api/track/{tracking_code}",
             Route::Changes => "/api/changes",
+            Route::PaymentWebhook => "/api/payments/webhook",
+            Route::Payments => "/api/payments",
+            Route::Payment => "/api/payments/{id}",
+            Route::OrderPayments => "/api/orders/{id}/payments",
         }
     }
 
     /// Every route, for the OpenAPI coverage test.
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 19] = [
         Route::Healthz,
         Route::Metrics,
         Route::OpenApi,
@@ -68,6 +76,10 @@ impl Route {
         Route::OrderStatus,
         Route::Track,
         Route::Changes,
+        Route::PaymentWebhook,
+        Route::Payments,
+        Route::Payment,
+        Route::OrderPayments,
     ];
 }
 
@@ -112,6 +124,12 @@ pub const RULES: &[(Route, Method, Rule)] = &[
     (Route::OrderStatus, Method::PATCH, Rule::AnyUser),
     (Route::Track, Method::GET, Rule::Anyone),
     (Route::Changes, Method::GET, Rule::AnyUser),
+    // Authenticated by its HMAC signature, checked by the handler.
+    (Route::PaymentWebhook, Method::POST, Rule::Anyone),
+    (Route::Payments, Method::GET, Rule::Admin),
+    (Route::Payment, Method::GET, Rule::Admin),
+    // The handler limits a customer to its own orders (404 otherwise).
+    (Route::OrderPayments, Method::GET, Rule::AnyUser),
 ];
 
 /// A matched path with its one parameter, if any.
@@ -161,6 +179,10 @@ pub fn match_path(path: &str) -> Option<Matched> {
         ["api", "orders", id, "status"] => with(Route::OrderStatus, id),
         ["api", "track", code] => with(Route::Track, code),
         ["api", "changes"] => plain(Route::Changes),
+        ["api", "payments", "webhook"] => plain(Route::PaymentWebhook),
+        ["api", "payments"] => plain(Route::Payments),
+        ["api", "payments", id] => with(Route::Payment, id),
+        ["api", "orders", id, "payments"] => with(Route::OrderPayments, id),
         _ => None,
     }
 }
@@ -298,6 +320,15 @@ mod tests {
         );
         assert_eq!(match_path("/api/orders/").unwrap().route, Route::Orders);
         assert!(match_path("/").is_none());
+        assert_eq!(
+            match_path("/api/payments/webhook").unwrap().route,
+            Route::PaymentWebhook
+        );
+        assert_eq!(match_path("/api/payments/3").unwrap().route, Route::Payment);
+        assert_eq!(
+            match_path("/api/orders/3/payments").unwrap().route,
+            Route::OrderPayments
+        );
         // Segments are percent-decoded before matching.
         let product = |path| match_path(path).and_then(|m| m.param);
         assert_eq!(product("/api/products/%57ID-1").as_deref(), Some("WID-1"));
@@ -309,7 +340,6 @@ mod tests {
         assert_eq!(product("/api/products/A%2FB").as_deref(), Some("A/B"));
         assert_eq!(match_path("/api/%6Frders").unwrap().route, Route::Orders);
         assert!(match_path("/api/products/%FF").is_none(), "not UTF-8");
-        assert!(match_path("/api/payments/webhook").is_none());
         assert!(match_path("/api/orders/1/status/x").is_none());
     }
 

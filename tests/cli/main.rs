@@ -10,6 +10,7 @@ mod csv;
 mod customers;
 mod misc;
 mod orders;
+mod payments;
 mod products;
 mod scripting;
 mod serve;

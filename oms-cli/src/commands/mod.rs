@@ -8,6 +8,7 @@ pub mod customer;
 pub mod init;
 pub mod man;
 pub mod order;
+pub mod payment;
 pub mod product;
 pub mod serve;
 pub mod token;
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> Result {
         Command::Customer(cmd) => customer::run(&ctx, cmd),
         Command::Product(cmd) => product::run(&ctx, cmd),
         Command::Order(cmd) => order::run(&ctx, cmd),
+        Command::Payment(cmd) => payment::run(&ctx, cmd),
         Command::Changes(args) => changes::run(&ctx, args),
         Command::Verify => verify(&ctx),
         Command::Backup(args) => backup::run(&ctx, args),

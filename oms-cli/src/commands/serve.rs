@@ -46,6 +46,13 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result {
     config.jwt_secret = std::env::var("OMS_JWT_SECRET")
         .ok()
         .filter(|s| !s.is_empty());
+    // Read from the environment only, never from flags (which `ps` shows).
+    config.webhook_secret = std::env::var("OMS_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
+    config.webhook_secret_previous = std::env::var("OMS_WEBHOOK_SECRET_PREVIOUS")
+        .ok()
+        .filter(|s| !s.is_empty());
     let demo = args.demo;
     oms_daemon::run(config, |addr| {
         eprintln!("oms serving http://{addr}/ (Ctrl-C to stop)");

@@ -14,6 +14,7 @@ mod customers;
 mod group;
 mod inventory;
 mod orders;
+mod payments;
 mod products;
 mod schema;
 mod settings;

@@ -755,6 +755,11 @@ impl WriteTx<'_> {
     pub fn remove_order(&self, id: OrderId) -> Result<Order> {
         self.atomic(|| {
             let order = get_order(self.conn, id)?;
+            if super::payments::count_for_order(self.conn, id)? > 0 {
+                return Err(Error::Conflict(format!(
+                    "order {id} has payments (see `oms payment list --order {id}`) and is kept as a record of money; it cannot be removed"
+                )));
+            }
             match order.status {
                 Status::Pending => {
                     for item in &order.items {

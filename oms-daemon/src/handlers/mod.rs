@@ -6,6 +6,7 @@ mod changes;
 mod customers;
 mod misc;
 mod orders;
+mod payments;
 mod products;
 
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ pub fn decode_bodies_for_fuzzing(bytes: &[u8]) -> usize {
         &products::decode_for_fuzzing(bytes)[..],
         &customers::decode_for_fuzzing(bytes)[..],
         &account::decode_for_fuzzing(bytes)[..],
+        &[crate::webhook::decode_razorpay(bytes, None).is_ok()][..],
     ];
     accepted
         .iter()
@@ -94,5 +96,9 @@ pub async fn dispatch(
         (Route::OrderStatus, _) => orders::set_status(ctx, req).await,
         (Route::Track, _) => orders::track(ctx).await,
         (Route::Changes, _) => changes::poll(ctx, req).await,
+        (Route::PaymentWebhook, _) => payments::webhook(ctx, req).await,
+        (Route::Payments, _) => payments::list(ctx, req).await,
+        (Route::Payment, _) => payments::get(ctx).await,
+        (Route::OrderPayments, _) => payments::of_order(ctx, req).await,
     }
 }

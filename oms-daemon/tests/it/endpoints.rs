@@ -112,7 +112,7 @@ fn unknown_paths_are_404_problems() {
         "/nope",
         "/api",
         "/api/orders/1/status/extra",
-        "/api/payments",
+        "/api/payments/1/extra",
     ] {
         let problem = server
             .get(path)

@@ -15,6 +15,7 @@ mod jwt;
 mod limits;
 mod openapi;
 mod ops;
+mod payments;
 mod status_model;
 mod support;
 mod wal;
