@@ -9,7 +9,8 @@
 //!   dispatcher, and `oms notify send`'s messages per second;
 //! - `limits`: resource-limit attacks (huge bodies, deep JSON, huge limits,
 //!   slowloris, idle connections, waiters over the cap), each judged by its
-//!   answer, the daemon's health checks and its peak memory.
+//!   answer, the daemon's health checks and its peak memory;
+//! - `webhook-events`: signed payment webhook deliveries for wrk to send.
 //!
 //! Every subcommand prints one line of `key=value` figures on stdout (read by
 //! `scripts/bench`; `limits` prints a table first), and progress notes on
@@ -24,6 +25,7 @@ mod limits;
 mod mail;
 mod stats;
 mod storage;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +46,8 @@ struct Cli {
 enum Command {
     /// Place orders in-process through Store::write_group (the storage ceiling).
     Storage(StorageArgs),
+    /// Write signed payment.captured deliveries for PENDING orders (scripts/wrk/webhook.lua).
+    WebhookEvents(WebhookArgs),
     /// Wake latency of long-poll waiters on /api/changes after a commit.
     FeedLatency(FeedArgs),
     /// Hold idle long-poll connections; measure daemon RSS and /healthz latency.
@@ -75,6 +79,28 @@ pub struct StorageArgs {
     /// have something to filter.
     #[arg(long, default_value_t = 0)]
     pub paid_every: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WebhookArgs {
+    /// The database whose PENDING orders are paid (read-only).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The webhook secret the daemon was started with.
+    #[arg(long, env = "OMS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// At most this many events (one per PENDING order, oldest first).
+    #[arg(long)]
+    pub count: u64,
+    /// Output prefix: lines go to PREFIX.1 .. PREFIX.N.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// How many files (one per wrk thread).
+    #[arg(long, default_value_t = 2)]
+    pub files: usize,
+    /// Makes payment and event ids unique across runs on one database.
+    #[arg(long, default_value = "0")]
+    pub run: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -181,6 +207,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Storage(args) => storage::run(&args),
+        Command::WebhookEvents(args) => webhook::run(&args),
         Command::FeedLatency(args) => runtime().and_then(|rt| rt.block_on(feed::run(&args))),
         Command::IdleConns(args) => runtime().and_then(|rt| rt.block_on(idle::run(&args))),
         Command::Limits(args) => match runtime().and_then(|rt| rt.block_on(limits::run(&args))) {

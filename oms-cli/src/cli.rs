@@ -23,6 +23,9 @@ Environment:
   OMS_JWT_SECRET  oms serve / token create: HS256 secret, at least 32 bytes
                   (default: generated once and kept in the database)
   OMS_LOG_FORMAT  oms serve: json or text
+  OMS_WEBHOOK_SECRET           oms serve: secret of the Razorpay webhook's signatures
+                               (unset: POST /api/payments/webhook answers 503)
+  OMS_WEBHOOK_SECRET_PREVIOUS  oms serve: also accepted while rotating the secret
   OMS_SMTP_URL    oms serve / notify send: mail server, smtp://user:pass@host:587
                   (STARTTLS), smtps://user:pass@host:465 or smtp://host:25?tls=none
   OMS_MAIL_FROM   sender of notification mails, e.g. 'Shop <shop@example.com>'
@@ -30,7 +33,7 @@ Environment:
   OMS_SMTP_TIMEOUT, OMS_MAIL_RETRY_AFTER, OMS_MAIL_MAX_ATTEMPTS
                   mail delivery tuning (30s, 3m, 10; see the README)";
 
-/// oms — order management on a SQLite file: products, customers, orders with
+/// Order management on a SQLite file: products, customers, orders with
 /// stock reservations and a strict status machine, CSV in and out.
 #[derive(Debug, Parser)]
 #[command(name = "oms", version, after_help = EXIT_CODES, propagate_version = true)]
@@ -78,6 +81,9 @@ pub enum Command {
     /// Place, list, change and export orders.
     #[command(subcommand)]
     Order(commands::order::OrderCommand),
+    /// Payments from the webhook, and cash or transfers recorded by hand.
+    #[command(subcommand)]
+    Payment(commands::payment::PaymentCommand),
     /// Read the change log (JSON lines unless --format says otherwise).
     Changes(commands::changes::ChangesArgs),
     /// Check invariants, the stock ledger and database integrity (exit 4 on drift).
@@ -94,4 +100,6 @@ pub enum Command {
     Notify(commands::notify::NotifyCommand),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
+    /// Print or install the manual pages (generated from this help).
+    Man(commands::man::ManArgs),
 }

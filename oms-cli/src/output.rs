@@ -261,6 +261,47 @@ impl Record for Change {
     }
 }
 
+impl Record for oms_core::payment::Payment {
+    fn columns() -> &'static [&'static str] {
+        &[
+            "id",
+            "order_id",
+            "provider",
+            "provider_payment_id",
+            "event_id",
+            "amount",
+            "currency",
+            "status",
+            "outcome",
+            "refunded_amount",
+            "created_at",
+            "updated_at",
+        ]
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.order_id.map(|o| o.to_string()).unwrap_or_default(),
+            self.provider.to_string(),
+            self.provider_payment_id.clone(),
+            self.event_id.clone().unwrap_or_default(),
+            self.amount.to_string(),
+            self.currency.to_string(),
+            self.status.to_string(),
+            self.outcome.to_string(),
+            self.refunded_amount.to_string(),
+            self.created_at.to_string(),
+            self.updated_at.to_string(),
+        ]
+    }
+    fn id(&self) -> String {
+        self.id.to_string()
+    }
+    fn table_columns() -> &'static [usize] {
+        &[0, 1, 2, 3, 5, 6, 7, 8, 9, 10]
+    }
+}
+
 impl Record for oms_core::Notification {
     fn columns() -> &'static [&'static str] {
         &[

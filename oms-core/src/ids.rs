@@ -56,6 +56,10 @@ id_type!(
     UserId, "user"
 );
 id_type!(
+    /// Identifies a recorded payment.
+    PaymentId, "payment"
+);
+id_type!(
     /// A position in the change log; strictly increasing, gap-free.
     Seq, "change sequence"
 );

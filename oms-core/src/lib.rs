@@ -14,22 +14,24 @@ mod model;
 mod money;
 mod notification;
 pub mod password;
+pub mod payment;
+pub mod search;
 pub mod status;
 mod store;
 mod timestamp;
 
 pub use error::{Error, ErrorKind, LineFailure, Result};
-pub use ids::{CustomerId, NotificationId, OrderId, ProductId, Seq, UserId};
+pub use ids::{CustomerId, NotificationId, OrderId, PaymentId, ProductId, Seq, UserId};
 pub use model::*;
 pub use money::{Currency, Money};
 pub use notification::{
-    Backlog, Claim, ClaimedNotification, Delivery, MailOrder, Notification, NotificationFilter,
+    Backlog, Claim, ClaimedNotification, MailOrder, MailOutcome, Notification, NotificationFilter,
     NotificationKind, NotificationStatus, Recorded,
 };
 pub use status::Status;
 pub use store::{
     Actor, DriftReport, ExpireOutcome, GroupJob, ImportSummary, Options, PlaceOutcome,
-    SCHEMA_VERSION, Store, WriteTx,
+    SCHEMA_VERSION, Store, WAL_SIZE_LIMIT, WriteTx,
 };
-pub use store::{CustomerQuery, ProductQuery, Upserted};
+pub use store::{CustomerQuery, EXPORT_BATCH, ProductQuery, Upserted};
 pub use timestamp::Timestamp;

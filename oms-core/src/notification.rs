@@ -198,7 +198,7 @@ pub struct Claim<'a> {
 
 /// How one claimed row's attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
+pub enum MailOutcome {
     /// The server accepted the message.
     Sent,
     /// A temporary failure: try again at `at`.

@@ -33,6 +33,11 @@ pub struct Config {
     /// `expire_every` (`None`: never, leave it to `oms order expire`).
     pub expire_pending_after: Option<Duration>,
     pub expire_every: Duration,
+    /// `OMS_WEBHOOK_SECRET`: the key of the payment webhook's signatures
+    /// (`None`: the webhook answers 503).
+    pub webhook_secret: Option<String>,
+    /// `OMS_WEBHOOK_SECRET_PREVIOUS`: also accepted during a rotation.
+    pub webhook_secret_previous: Option<String>,
     /// Deliver the notification outbox over SMTP from inside the daemon
     /// (`OMS_SMTP_URL` set); `None`: leave it to `oms notify send`.
     pub mail: Option<crate::mail::MailConfig>,
@@ -47,6 +52,14 @@ impl std::fmt::Debug for Config {
             .field(
                 "jwt_secret",
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "webhook_secret_previous",
+                &self.webhook_secret_previous.as_ref().map(|_| "<redacted>"),
             )
             .field("max_body", &self.max_body)
             .field("max_connections", &self.max_connections)
@@ -74,6 +87,8 @@ impl Config {
             shutdown_grace: Duration::from_secs(8),
             expire_pending_after: None,
             expire_every: Duration::from_secs(60),
+            webhook_secret: None,
+            webhook_secret_previous: None,
             mail: None,
         }
     }
@@ -81,3 +96,28 @@ impl Config {
 
 /// The shortest `OMS_JWT_SECRET` accepted.
 pub const MIN_SECRET_LEN: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_a_secret() {
+        let mut config = Config::new(PathBuf::from("oms.db"));
+        config.jwt_secret = Some("jwt-secret-value-0123456789abcdef".into());
+        config.webhook_secret = Some("whsec-current-value".into());
+        config.webhook_secret_previous = Some("whsec-previous-value".into());
+        let text = format!("{config:?}");
+        for secret in [
+            "jwt-secret-value",
+            "whsec-current-value",
+            "whsec-previous-value",
+        ] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(
+            text.contains("webhook_secret: Some(\"<redacted>\")"),
+            "{text}"
+        );
+    }
+}

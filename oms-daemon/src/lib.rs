@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod config;
 mod db;
+mod exposition;
 mod feed;
 mod handlers;
 mod http;
@@ -17,6 +18,8 @@ pub mod mail;
 mod metrics;
 pub mod problem;
 pub mod routes;
+mod sd_notify;
+pub mod webhook;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -85,6 +88,8 @@ pub struct App {
     login_by_account: RateLimiter,
     /// Idempotency keys whose first request is still running: (user, key).
     in_flight: Mutex<HashSet<(i64, String)>>,
+    /// The payment webhook's secrets, keyed; `None` when not configured.
+    webhook_keys: Option<webhook::Keys>,
     shutdown: watch::Sender<bool>,
     /// The SMTP side of the daemon's mail dispatcher, when configured.
     mailer: Option<Arc<mail::Mailer>>,
@@ -125,6 +130,10 @@ impl App {
             login_by_ip: RateLimiter::new(30, std::time::Duration::from_secs(60)),
             login_by_account: RateLimiter::new(10, std::time::Duration::from_secs(60)),
             in_flight: Mutex::new(HashSet::new()),
+            webhook_keys: webhook::Keys::new(
+                config.webhook_secret.as_deref(),
+                config.webhook_secret_previous.as_deref(),
+            ),
             shutdown: watch::Sender::new(false),
             mailer,
             _watcher: watcher,
@@ -298,6 +307,7 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
         .map(str::to_string)
         .unwrap_or_else(next_request_id);
     let matched = routes::match_path(req.uri().path());
+    let token_given = req.headers().contains_key(AUTHORIZATION);
     let route_label = matched.as_ref().map_or("unmatched", |m| m.route.pattern());
     let path = req.uri().path().to_string();
 
@@ -309,9 +319,20 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             drained = http::discard_body(req, app.config.max_body).await;
             http::problem(&Problem::not_found(format!("no route for {path}")))
         }
+        Some(matched) if method == hyper::Method::OPTIONS => {
+            // What the route answers, for anyone: the methods are no secret.
+            drained = http::discard_body(req, app.config.max_body).await;
+            let mut res = http::empty(StatusCode::NO_CONTENT);
+            if let Ok(v) = HeaderValue::from_str(&routes::allowed_methods(matched.route)) {
+                res.headers_mut().insert(hyper::header::ALLOW, v);
+            }
+            res
+        }
         Some(matched) => {
-            let principal = bearer(&req).and_then(|t| app.keys.verify(t));
-            let token_given = req.headers().contains_key(AUTHORIZATION);
+            let principal = match bearer(&req) {
+                Some(token) => authenticate(&app, token).await,
+                None => None,
+            };
             match routes::authorize(matched.route, &method, principal, peer) {
                 Ok(access) => {
                     if token_given && principal.is_none() {
@@ -350,6 +371,7 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
+    http::common_headers(&mut response, token_given);
     if !drained || response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         // The rest of an oversized body is never read: say that this
         // connection ends here, so the client does not reuse it.
@@ -375,6 +397,24 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
         "request"
     );
     response
+}
+
+/// The caller of a bearer token: the token must verify and still match
+/// the user's current grant (the user exists, with the same role, customer
+/// and token generation), read on every request so that removing a user or
+/// changing its password or role ends its tokens at once, whichever
+/// process made the change. A database error counts as no caller: the
+/// request is refused rather than let through unchecked.
+async fn authenticate(app: &App, token: &str) -> Option<auth::Principal> {
+    let presented = app.keys.verify(token)?;
+    let user = presented.user;
+    match app.db.lookup(move |store| store.token_grant(user)).await {
+        Ok(grant) => presented.principal(grant.as_ref()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check a token against its user");
+            None
+        }
+    }
 }
 
 fn bearer(req: &Request<Incoming>) -> Option<&str> {
@@ -431,7 +471,15 @@ pub fn run(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<(), Star
         let app = App::open(config)?;
         tracing::info!(address = %local, "listening");
         on_ready(local);
-        serve(listener, Arc::clone(&app), shutdown_signal())
+        // Ready for systemd (Type=notify) only now: the listener is bound
+        // (connections queue until the accept loop takes them) and the
+        // database is open and migrated.
+        sd_notify::notify_or_log(&format!("READY=1\nSTATUS=serving http://{local}/"));
+        let shutdown = async {
+            shutdown_signal().await;
+            sd_notify::notify_or_log("STOPPING=1\nSTATUS=shutting down");
+        };
+        serve(listener, Arc::clone(&app), shutdown)
             .await
             .map_err(|source| StartError::Io {
                 context: "server failed".into(),
@@ -474,10 +522,22 @@ fn init_tracing() {
     let json = std::env::var("OMS_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(stderr_wants_colour())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Whether text logs on stderr may carry ANSI colours: only when stderr is
+/// a terminal and `NO_COLOR` is unset or empty (no-color.org). A file
+/// (`oms serve 2>oms.log`), a pipe or journald gets plain text; the fmt
+/// layer would otherwise colour them regardless. Every place that sets up
+/// logging (here and the CLI) asks this.
+pub fn stderr_wants_colour() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }

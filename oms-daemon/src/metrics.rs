@@ -17,8 +17,19 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    event: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -34,6 +45,8 @@ pub struct Metrics {
     orders_placed: Counter,
     feed_waiters: Gauge,
     batch_size: Histogram,
+    webhook_deliveries: Family<WebhookLabels, Counter>,
+    write_failures: Family<CauseLabels, Counter>,
     notifications: Family<OutcomeLabels, Counter>,
     outbox_backlog: Gauge,
     outbox_oldest_due: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -80,6 +93,18 @@ impl Metrics {
             "Jobs per group commit",
             batch_size.clone(),
         );
+        let webhook_deliveries = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Payment webhook deliveries by event and outcome",
+            webhook_deliveries.clone(),
+        );
+        let write_failures = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "write_failures",
+            "Writes refused because their commit failed, by cause (storage_full: the disk is full)",
+            write_failures.clone(),
+        );
         let notifications = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "notifications",
@@ -99,7 +124,9 @@ impl Metrics {
             outbox_oldest_due.clone(),
         );
         Metrics {
+            webhook_deliveries,
             registry: Mutex::new(registry),
+            write_failures,
             notifications,
             outbox_backlog,
             outbox_oldest_due,
@@ -135,8 +162,24 @@ impl Metrics {
         self.orders_placed.inc();
     }
 
+    /// Counts a webhook delivery: `event` is a known event name, `other`
+    /// or `unverified`; `outcome` what it did (`applied`, `duplicate`,
+    /// `ignored`, `bad_signature`, ...).
+    pub fn webhook_delivery(&self, event: &'static str, outcome: &'static str) {
+        self.webhook_deliveries
+            .get_or_create(&WebhookLabels { event, outcome })
+            .inc();
+    }
+
     pub fn observe_batch(&self, jobs: usize) {
         self.batch_size.observe(jobs as f64);
+    }
+
+    /// Counts `jobs` writes that failed for `cause`.
+    pub fn write_failed(&self, cause: &'static str, jobs: usize) {
+        self.write_failures
+            .get_or_create(&CauseLabels { cause })
+            .inc_by(jobs as u64);
     }
 
     /// Counts the outcomes of a dispatcher batch.

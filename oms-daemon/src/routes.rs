@@ -27,6 +27,10 @@ pub enum Route {
     OrderStatus,
     Track,
     Changes,
+    PaymentWebhook,
+    Payments,
+    Payment,
+    OrderPayments,
     Notifications,
     NotificationRetry,
 }
@@ -50,13 +54,17 @@ impl Route {
             Route::OrderStatus => "/api/orders/{id}/status",
             Route::Track => "/api/track/{tracking_code}",
             Route::Changes => "/api/changes",
+            Route::PaymentWebhook => "/api/payments/webhook",
+            Route::Payments => "/api/payments",
+            Route::Payment => "/api/payments/{id}",
+            Route::OrderPayments => "/api/orders/{id}/payments",
             Route::Notifications => "/api/notifications",
             Route::NotificationRetry => "/api/notifications/{id}/retry",
         }
     }
 
     /// Every route, for the OpenAPI coverage test.
-    pub const ALL: [Route; 17] = [
+    pub const ALL: [Route; 21] = [
         Route::Healthz,
         Route::Metrics,
         Route::OpenApi,
@@ -72,6 +80,10 @@ impl Route {
         Route::OrderStatus,
         Route::Track,
         Route::Changes,
+        Route::PaymentWebhook,
+        Route::Payments,
+        Route::Payment,
+        Route::OrderPayments,
         Route::Notifications,
         Route::NotificationRetry,
     ];
@@ -118,6 +130,12 @@ pub const RULES: &[(Route, Method, Rule)] = &[
     (Route::OrderStatus, Method::PATCH, Rule::AnyUser),
     (Route::Track, Method::GET, Rule::Anyone),
     (Route::Changes, Method::GET, Rule::AnyUser),
+    // Authenticated by its HMAC signature, checked by the handler.
+    (Route::PaymentWebhook, Method::POST, Rule::Anyone),
+    (Route::Payments, Method::GET, Rule::Admin),
+    (Route::Payment, Method::GET, Rule::Admin),
+    // The handler limits a customer to its own orders (404 otherwise).
+    (Route::OrderPayments, Method::GET, Rule::AnyUser),
     (Route::Notifications, Method::GET, Rule::Admin),
     (Route::NotificationRetry, Method::POST, Rule::Admin),
 ];
@@ -129,7 +147,11 @@ pub struct Matched {
     pub param: Option<String>,
 }
 
-/// Matches a request path (no query string) to a route.
+/// Matches a request path (no query string) to a route. Each segment is
+/// percent-decoded before it is matched (RFC 3986 §2.1: `%57ID-1` is
+/// `WID-1`, and `CAF%C3%89-1` is the SKU `CAFÉ-1`, as every HTTP client
+/// sends it); an encoded `/` stays inside its segment. A segment that does
+/// not decode to UTF-8 matches nothing.
 pub fn match_path(path: &str) -> Option<Matched> {
     let plain = |route| Some(Matched { route, param: None });
     let with = |route, p: &str| {
@@ -142,7 +164,13 @@ pub fn match_path(path: &str) -> Option<Matched> {
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
         .unwrap_or(path);
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let decoded: Vec<std::borrow::Cow<'_, str>> = path
+        .split('/')
+        .skip(1)
+        .map(|segment| percent_encoding::percent_decode_str(segment).decode_utf8())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let segments: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
     match segments.as_slice() {
         ["healthz"] => plain(Route::Healthz),
         ["metrics"] => plain(Route::Metrics),
@@ -159,6 +187,10 @@ pub fn match_path(path: &str) -> Option<Matched> {
         ["api", "orders", id, "status"] => with(Route::OrderStatus, id),
         ["api", "track", code] => with(Route::Track, code),
         ["api", "changes"] => plain(Route::Changes),
+        ["api", "payments", "webhook"] => plain(Route::PaymentWebhook),
+        ["api", "payments"] => plain(Route::Payments),
+        ["api", "payments", id] => with(Route::Payment, id),
+        ["api", "orders", id, "payments"] => with(Route::OrderPayments, id),
         ["api", "notifications"] => plain(Route::Notifications),
         ["api", "notifications", id, "retry"] => with(Route::NotificationRetry, id),
         _ => None,
@@ -224,11 +256,7 @@ pub fn authorize(
     principal: Option<Principal>,
     peer: SocketAddr,
 ) -> Result<Access, Problem> {
-    let rule = RULES
-        .iter()
-        .find(|(r, m, _)| *r == route && m == method)
-        .map(|(_, _, rule)| *rule)
-        .ok_or_else(|| method_not_allowed(route))?;
+    let rule = rule_for(route, method).ok_or_else(|| method_not_allowed(route))?;
     let access = match principal {
         None => Access::Anonymous,
         Some(Principal::Admin { user }) => Access::Admin(user),
@@ -246,14 +274,32 @@ pub fn authorize(
     }
 }
 
-/// The methods a route answers, for the `Allow` header.
-pub fn allowed_methods(route: Route) -> String {
+/// The rule of (route, method). HEAD is GET without the body (RFC 9110
+/// §9.3.2), so it has GET's rule wherever GET has one.
+fn rule_for(route: Route, method: &Method) -> Option<Rule> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     RULES
         .iter()
-        .filter(|(r, _, _)| *r == route)
-        .map(|(_, m, _)| m.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+        .find(|(r, m, _)| *r == route && m == method)
+        .map(|(_, _, rule)| *rule)
+}
+
+/// The methods a route answers, for the `Allow` header: those of
+/// [`RULES`], HEAD wherever GET is, and OPTIONS (answered for every route).
+pub fn allowed_methods(route: Route) -> String {
+    let mut methods: Vec<&str> = Vec::new();
+    for (_, method, _) in RULES.iter().filter(|(r, _, _)| *r == route) {
+        methods.push(method.as_str());
+        if method == Method::GET {
+            methods.push(Method::HEAD.as_str());
+        }
+    }
+    methods.push(Method::OPTIONS.as_str());
+    methods.join(", ")
 }
 
 fn method_not_allowed(route: Route) -> Problem {
@@ -284,7 +330,26 @@ mod tests {
         );
         assert_eq!(match_path("/api/orders/").unwrap().route, Route::Orders);
         assert!(match_path("/").is_none());
-        assert!(match_path("/api/payments/webhook").is_none());
+        assert_eq!(
+            match_path("/api/payments/webhook").unwrap().route,
+            Route::PaymentWebhook
+        );
+        assert_eq!(match_path("/api/payments/3").unwrap().route, Route::Payment);
+        assert_eq!(
+            match_path("/api/orders/3/payments").unwrap().route,
+            Route::OrderPayments
+        );
+        // Segments are percent-decoded before matching.
+        let product = |path| match_path(path).and_then(|m| m.param);
+        assert_eq!(product("/api/products/%57ID-1").as_deref(), Some("WID-1"));
+        assert_eq!(
+            product("/api/products/CAF%C3%89-1").as_deref(),
+            Some("CAFÉ-1")
+        );
+        assert_eq!(product("/api/products/A%231").as_deref(), Some("A#1"));
+        assert_eq!(product("/api/products/A%2FB").as_deref(), Some("A/B"));
+        assert_eq!(match_path("/api/%6Frders").unwrap().route, Route::Orders);
+        assert!(match_path("/api/products/%FF").is_none(), "not UTF-8");
         assert!(match_path("/api/orders/1/status/x").is_none());
     }
 
@@ -300,5 +365,14 @@ mod tests {
         assert_eq!(err.status, hyper::StatusCode::UNAUTHORIZED);
         let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert!(authorize(Route::Metrics, &Method::GET, None, local).is_ok());
+        // HEAD has GET's rule, and only where GET has one.
+        assert!(authorize(Route::Healthz, &Method::HEAD, None, peer).is_ok());
+        let err = authorize(Route::Login, &Method::HEAD, None, peer).unwrap_err();
+        assert_eq!(err.status, hyper::StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(allowed_methods(Route::Login), "POST, OPTIONS");
+        assert_eq!(
+            allowed_methods(Route::Product),
+            "GET, HEAD, PATCH, DELETE, OPTIONS"
+        );
     }
 }

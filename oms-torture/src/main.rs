@@ -18,6 +18,8 @@
 //!   and places orders in a loop: no "database is busy/locked" on either
 //!   side; a CLI write facing a held lock fails cleanly with exit 1.
 //! - `shutdown`: SIGTERM during order load with hundreds of long-polls.
+//! - `webhook`: payment webhook deliveries replayed and shuffled under
+//!   placement load; every order's status agrees with its payments.
 //! - `hold-lock`: a helper process that holds the write lock.
 
 mod check;
@@ -27,6 +29,7 @@ mod crash;
 mod oms;
 mod oversell;
 mod shutdown;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +59,8 @@ enum Command {
     Contention(contention::Args),
     /// Graceful shutdown: SIGTERM during order load with many long-polls.
     Shutdown(shutdown::Args),
+    /// Payment webhook: replayed, shuffled deliveries under placement load.
+    Webhook(webhook::Args),
     /// Helper: hold the database's write lock for a while.
     HoldLock(contention::HoldArgs),
 }
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
                     Command::Crash(args) => crash::run(args).await,
                     Command::Contention(args) => contention::run(args).await,
                     Command::Shutdown(args) => shutdown::run(args).await,
+                    Command::Webhook(args) => webhook::run(args).await,
                     Command::HoldLock(_) => Ok(Verdict::default()),
                 }
             })

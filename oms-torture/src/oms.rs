@@ -221,10 +221,21 @@ impl Daemon {
     /// Starts the daemon and waits for the line naming its address; its
     /// stderr is appended to `log`.
     pub async fn start(oms: &Oms, log: &Path, extra: &[&str]) -> Result<Daemon> {
+        Daemon::start_with_env(oms, log, extra, &[]).await
+    }
+
+    /// [`Daemon::start`] with more environment variables.
+    pub async fn start_with_env(
+        oms: &Oms,
+        log: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon> {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let mut cmd = oms.command(&args);
         cmd.env("OMS_LOG", "warn").stdout(Stdio::null());
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn()?;
         let pid = child.id().ok_or("the daemon exited at once")?;
         let stderr = child.stderr.take().ok_or("no stderr pipe")?;

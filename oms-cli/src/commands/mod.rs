@@ -6,8 +6,10 @@ pub mod changes;
 pub mod completions;
 pub mod customer;
 pub mod init;
+pub mod man;
 pub mod notify;
 pub mod order;
+pub mod payment;
 pub mod product;
 pub mod serve;
 pub mod token;
@@ -57,6 +59,7 @@ pub fn run(cli: Cli) -> Result {
         Command::Customer(cmd) => customer::run(&ctx, cmd),
         Command::Product(cmd) => product::run(&ctx, cmd),
         Command::Order(cmd) => order::run(&ctx, cmd),
+        Command::Payment(cmd) => payment::run(&ctx, cmd),
         Command::Changes(args) => changes::run(&ctx, args),
         Command::Verify => verify(&ctx),
         Command::Backup(args) => backup::run(&ctx, args),
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> Result {
         Command::Token(cmd) => token::run(&ctx, cmd),
         Command::Notify(cmd) => notify::run(&ctx, cmd),
         Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 
@@ -96,6 +100,14 @@ fn verify(ctx: &Ctx) -> Result {
     } else {
         Err(oms_core::Error::Drift(report.problems.len()).into())
     }
+}
+
+/// The `--limit N` of every list command (`order list`, `order export`,
+/// `product list`, `customer list`, `changes`, and any list added later):
+/// at most N rows, and `--limit 0` for no limit. One function, so 0 means
+/// the same everywhere.
+pub fn list_limit(limit: Option<u64>) -> Option<u64> {
+    limit.filter(|&n| n > 0)
 }
 
 /// `FILE` or `-` and `--dry-run`, shared by every `import` command.

@@ -32,7 +32,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::{Store, WriteTx};
 use crate::{
-    Backlog, Claim, ClaimedNotification, CustomerId, Delivery, Error, MailOrder, Notification,
+    Backlog, Claim, ClaimedNotification, CustomerId, Error, MailOrder, MailOutcome, Notification,
     NotificationFilter, NotificationId, NotificationKind, Order, OrderId, Recorded, Result,
     Timestamp,
 };
@@ -192,14 +192,14 @@ impl WriteTx<'_> {
     pub fn record_deliveries(
         &self,
         owner: &str,
-        outcomes: &[(NotificationId, Delivery)],
+        outcomes: &[(NotificationId, MailOutcome)],
     ) -> Result<Recorded> {
         self.atomic(|| {
             let now = self.now.millis();
             let mut done = Recorded::default();
             for (id, outcome) in outcomes {
                 let (sql, status, at, error): (&str, &str, i64, Option<String>) = match outcome {
-                    Delivery::Sent => (
+                    MailOutcome::Sent => (
                         "UPDATE notifications SET status = ?3, sent_at = ?4,
                              lease_owner = NULL, lease_until = NULL
                          WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
@@ -207,7 +207,7 @@ impl WriteTx<'_> {
                         now,
                         None,
                     ),
-                    Delivery::Retry { at, error } => (
+                    MailOutcome::Retry { at, error } => (
                         "UPDATE notifications SET status = ?3, next_attempt_at = ?4,
                              last_error = ?5, lease_owner = NULL, lease_until = NULL
                          WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
@@ -215,7 +215,7 @@ impl WriteTx<'_> {
                         at.millis(),
                         Some(truncate(error)),
                     ),
-                    Delivery::Dead { error } => (
+                    MailOutcome::Dead { error } => (
                         "UPDATE notifications SET status = ?3, next_attempt_at = ?4,
                              last_error = ?5, lease_owner = NULL, lease_until = NULL
                          WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
@@ -223,7 +223,7 @@ impl WriteTx<'_> {
                         now,
                         Some(truncate(error)),
                     ),
-                    Delivery::Released => (
+                    MailOutcome::Released => (
                         "UPDATE notifications SET status = ?3, next_attempt_at = ?4,
                              attempts = max(attempts - 1, 0),
                              lease_owner = NULL, lease_until = NULL
@@ -453,7 +453,11 @@ mod tests {
             .unwrap()
     }
 
-    fn record(store: &mut Store, owner: &str, outcomes: &[(NotificationId, Delivery)]) -> Recorded {
+    fn record(
+        store: &mut Store,
+        owner: &str,
+        outcomes: &[(NotificationId, MailOutcome)],
+    ) -> Recorded {
         store
             .write(&Actor::system("mail"), |tx| {
                 tx.record_deliveries(owner, outcomes)
@@ -527,7 +531,7 @@ mod tests {
         assert!(claim(&mut store, "three", 10, LEASE).is_empty());
 
         // Outcomes count only from the holder of the lease.
-        let stolen = record(&mut store, "two", &[(first[0].id, Delivery::Sent)]);
+        let stolen = record(&mut store, "two", &[(first[0].id, MailOutcome::Sent)]);
         assert_eq!(
             stolen,
             Recorded {
@@ -539,7 +543,7 @@ mod tests {
             store.notification(first[0].id).unwrap().status,
             NotificationStatus::Pending
         );
-        let own = record(&mut store, "one", &[(first[0].id, Delivery::Sent)]);
+        let own = record(&mut store, "one", &[(first[0].id, MailOutcome::Sent)]);
         assert_eq!(
             own,
             Recorded {
@@ -551,7 +555,7 @@ mod tests {
         assert_eq!(sent.status, NotificationStatus::Sent);
         assert!(sent.sent_at.is_some());
         // Recording twice changes nothing more.
-        let again = record(&mut store, "one", &[(first[0].id, Delivery::Sent)]);
+        let again = record(&mut store, "one", &[(first[0].id, MailOutcome::Sent)]);
         assert_eq!(again.lost_lease, 1);
     }
 
@@ -569,11 +573,11 @@ mod tests {
         assert_eq!(again[0].attempts, 2);
         // The crashed one's late outcome is ignored; the new holder's counts.
         assert_eq!(
-            record(&mut store, "crashed", &[(again[0].id, Delivery::Sent)]).lost_lease,
+            record(&mut store, "crashed", &[(again[0].id, MailOutcome::Sent)]).lost_lease,
             1
         );
         assert_eq!(
-            record(&mut store, "next", &[(again[0].id, Delivery::Sent)]).recorded,
+            record(&mut store, "next", &[(again[0].id, MailOutcome::Sent)]).recorded,
             1
         );
     }
@@ -594,13 +598,13 @@ mod tests {
             &[
                 (
                     ids[0],
-                    Delivery::Retry {
+                    MailOutcome::Retry {
                         at,
                         error: "421 busy".into(),
                     },
                 ),
-                (ids[1], Delivery::Dead { error: long }),
-                (ids[2], Delivery::Released),
+                (ids[1], MailOutcome::Dead { error: long }),
+                (ids[2], MailOutcome::Released),
             ],
         );
         assert_eq!(done.recorded, 3);
@@ -633,7 +637,7 @@ mod tests {
             "d",
             &[(
                 id,
-                Delivery::Dead {
+                MailOutcome::Dead {
                     error: "550 no".into(),
                 },
             )],
@@ -680,7 +684,7 @@ mod tests {
         assert_eq!(backlog.oldest_due, Some(all[0].next_attempt_at));
 
         let claimed = claim(&mut store, "d", 1, LEASE);
-        record(&mut store, "d", &[(claimed[0].id, Delivery::Sent)]);
+        record(&mut store, "d", &[(claimed[0].id, MailOutcome::Sent)]);
         let sent = store
             .notifications(&NotificationFilter {
                 status: Some(NotificationStatus::Sent),

@@ -7,6 +7,7 @@ mod customers;
 mod misc;
 mod notifications;
 mod orders;
+mod payments;
 mod products;
 
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ pub fn decode_bodies_for_fuzzing(bytes: &[u8]) -> usize {
         &products::decode_for_fuzzing(bytes)[..],
         &customers::decode_for_fuzzing(bytes)[..],
         &account::decode_for_fuzzing(bytes)[..],
+        &[crate::webhook::decode_razorpay(bytes, None).is_ok()][..],
     ];
     accepted
         .iter()
@@ -65,10 +67,21 @@ pub async fn dispatch(
     req: Request<Incoming>,
 ) -> Result<Response, Problem> {
     use hyper::Method;
-    let method = req.method().clone();
+    // HEAD runs GET's handler; hyper sends its headers without the body.
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        other => other.clone(),
+    };
     match (route, method) {
         (Route::Healthz, _) => misc::healthz(ctx).await,
-        (Route::Metrics, _) => misc::metrics(ctx).await,
+        (Route::Metrics, _) => {
+            let accept = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            misc::metrics(ctx, accept).await
+        }
         (Route::OpenApi, _) => Ok(misc::openapi()),
         (Route::Register, _) => account::register(ctx, req).await,
         (Route::Login, _) => account::login(ctx, req).await,
@@ -91,6 +104,10 @@ pub async fn dispatch(
         (Route::OrderStatus, _) => orders::set_status(ctx, req).await,
         (Route::Track, _) => orders::track(ctx).await,
         (Route::Changes, _) => changes::poll(ctx, req).await,
+        (Route::PaymentWebhook, _) => payments::webhook(ctx, req).await,
+        (Route::Payments, _) => payments::list(ctx, req).await,
+        (Route::Payment, _) => payments::get(ctx).await,
+        (Route::OrderPayments, _) => payments::of_order(ctx, req).await,
         (Route::Notifications, _) => notifications::list(ctx, req).await,
         (Route::NotificationRetry, _) => notifications::retry(ctx, req).await,
     }

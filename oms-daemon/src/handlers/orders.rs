@@ -117,7 +117,7 @@ pub async fn place(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
         .get("idempotency-key")
         .map(|v| v.to_str().ok().map(str::to_string));
     // The body is read before anything is refused (see `http::discard_body`).
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let key = match key_header {
         None => None,
         Some(v) => Some(
@@ -333,7 +333,7 @@ fn decode_edit(bytes: &[u8]) -> Result<Vec<ItemRequest>, Problem> {
 
 pub async fn edit(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     let expected = if_match(&req);
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let id = OrderId(ctx.id()?);
     let expected = expected?;
     let lines = decode_edit(&bytes)?;
@@ -374,7 +374,7 @@ pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 3] {
 /// payment cannot slip between check and change).
 pub async fn set_status(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     let expected = if_match(&req);
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let id = OrderId(ctx.id()?);
     let expected = expected?;
     let to = decode_status(&bytes)?;

@@ -69,7 +69,7 @@ fn decode_create(bytes: &[u8]) -> Result<(CreateBody, Sku, String), Problem> {
 }
 
 pub async fn create(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let (body, sku, name) = decode_create(&bytes)?;
     let product = ctx
         .app
@@ -154,7 +154,7 @@ pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 2] {
 }
 
 pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let target = product_ref(&ctx)?;
     let (body, sku, name) = decode_update(&bytes)?;
     let product = ctx

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use oms_core::{
-    Actor, Backlog, Claim, ClaimedNotification, Delivery, MailOrder, NotificationId, OrderId,
+    Actor, Backlog, Claim, ClaimedNotification, MailOrder, MailOutcome, NotificationId, OrderId,
     Recorded, Timestamp,
 };
 
@@ -67,7 +67,7 @@ impl Outbox for AppOutbox {
     async fn record(
         &self,
         owner: String,
-        outcomes: Vec<(NotificationId, Delivery)>,
+        outcomes: Vec<(NotificationId, MailOutcome)>,
     ) -> oms_core::Result<Recorded> {
         self.app
             .db

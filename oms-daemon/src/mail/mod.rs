@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
 use oms_core::{
-    Actor, Backlog, Claim, ClaimedNotification, Delivery, MailOrder, NotificationId, OrderId,
+    Actor, Backlog, Claim, ClaimedNotification, MailOrder, MailOutcome, NotificationId, OrderId,
     Recorded, Store, Timestamp,
 };
 
@@ -252,12 +252,12 @@ impl Mailer {
 
     /// What the outbox records for an attempt: temporary failures are
     /// retried with backoff and jitter until `max_attempts`.
-    pub fn delivery(&self, attempt: Attempt, attempts: i64, now: Timestamp) -> Delivery {
+    pub fn delivery(&self, attempt: Attempt, attempts: i64, now: Timestamp) -> MailOutcome {
         match attempt {
-            Attempt::Sent => Delivery::Sent,
-            Attempt::Permanent(error) => Delivery::Dead { error },
+            Attempt::Sent => MailOutcome::Sent,
+            Attempt::Permanent(error) => MailOutcome::Dead { error },
             Attempt::Temporary(error) if attempts >= i64::from(self.config.max_attempts) => {
-                Delivery::Dead {
+                MailOutcome::Dead {
                     error: format!("gave up after {attempts} attempts; last: {error}"),
                 }
             }
@@ -266,7 +266,7 @@ impl Mailer {
                     .config
                     .retry_delay(attempts)
                     .mul_f64(fastrand::f64().mul_add(0.5, 0.75));
-                Delivery::Retry {
+                MailOutcome::Retry {
                     at: now.plus(delay),
                     error,
                 }
@@ -312,7 +312,7 @@ pub trait Outbox: Send + Sync + 'static {
     fn record(
         &self,
         owner: String,
-        outcomes: Vec<(NotificationId, Delivery)>,
+        outcomes: Vec<(NotificationId, MailOutcome)>,
     ) -> impl Future<Output = oms_core::Result<Recorded>> + Send;
     /// Rows due now and when the next falls due.
     fn backlog(&self) -> impl Future<Output = oms_core::Result<Backlog>> + Send;
@@ -375,7 +375,7 @@ impl Outbox for StoreOutbox {
     async fn record(
         &self,
         owner: String,
-        outcomes: Vec<(NotificationId, Delivery)>,
+        outcomes: Vec<(NotificationId, MailOutcome)>,
     ) -> oms_core::Result<Recorded> {
         self.with(move |store| {
             store.write(&Actor::system("mail"), |tx| {
@@ -526,7 +526,10 @@ impl<O: Outbox> Dispatcher<O> {
             Ok(found) => found.into_iter().map(|m| (m.order.id, m)).collect(),
             Err(e) => {
                 // Give the rows back rather than wait out the lease.
-                let released = claimed.iter().map(|c| (c.id, Delivery::Released)).collect();
+                let released = claimed
+                    .iter()
+                    .map(|c| (c.id, MailOutcome::Released))
+                    .collect();
                 let _ = self.outbox.record(self.owner.clone(), released).await;
                 return Err(e);
             }
@@ -538,16 +541,16 @@ impl<O: Outbox> Dispatcher<O> {
         };
         for (_, delivery) in &outcomes {
             match delivery {
-                Delivery::Sent => report.sent += 1,
-                Delivery::Retry { error, .. } => {
+                MailOutcome::Sent => report.sent += 1,
+                MailOutcome::Retry { error, .. } => {
                     report.rescheduled += 1;
                     report.last_error = Some(error.clone());
                 }
-                Delivery::Dead { error } => {
+                MailOutcome::Dead { error } => {
                     report.dead += 1;
                     report.last_error = Some(error.clone());
                 }
-                Delivery::Released => report.released += 1,
+                MailOutcome::Released => report.released += 1,
             }
         }
         let recorded = self.outbox.record(self.owner.clone(), outcomes).await?;
@@ -572,7 +575,7 @@ impl<O: Outbox> Dispatcher<O> {
         claimed: Vec<ClaimedNotification>,
         orders: HashMap<OrderId, MailOrder>,
         last_start: Instant,
-    ) -> Vec<(NotificationId, Delivery)> {
+    ) -> Vec<(NotificationId, MailOutcome)> {
         let workers = self.mailer.config.concurrency.min(claimed.len()).max(1);
         let ids: Vec<NotificationId> = claimed.iter().map(|c| c.id).collect();
         let queue = Arc::new(Mutex::new(claimed.into_iter().collect::<VecDeque<_>>()));
@@ -589,7 +592,7 @@ impl<O: Outbox> Dispatcher<O> {
                     let next = queue.lock().ok().and_then(|mut q| q.pop_front());
                     let Some(claim) = next else { break };
                     if stop.load(Ordering::Acquire) || Instant::now() >= last_start {
-                        done.push((claim.id, Delivery::Released));
+                        done.push((claim.id, MailOutcome::Released));
                         continue;
                     }
                     let attempt = mailer.attempt(&claim, orders.get(&claim.order_id));
@@ -652,7 +655,7 @@ mod tests {
         let mailer = Mailer::new(config).unwrap();
         let now = Timestamp::from_millis(1_000_000);
         for attempts in 1..10 {
-            let Delivery::Retry { at, error } =
+            let MailOutcome::Retry { at, error } =
                 mailer.delivery(Attempt::Temporary("421".into()), attempts, now)
             else {
                 panic!("attempt {attempts} should be retried");
@@ -667,14 +670,14 @@ mod tests {
         }
         assert!(matches!(
             mailer.delivery(Attempt::Temporary("421".into()), 10, now),
-            Delivery::Dead { error } if error.contains("gave up after 10 attempts")
+            MailOutcome::Dead { error } if error.contains("gave up after 10 attempts")
         ));
         assert_eq!(
             mailer.delivery(Attempt::Permanent("550".into()), 1, now),
-            Delivery::Dead {
+            MailOutcome::Dead {
                 error: "550".into()
             }
         );
-        assert_eq!(mailer.delivery(Attempt::Sent, 3, now), Delivery::Sent);
+        assert_eq!(mailer.delivery(Attempt::Sent, 3, now), MailOutcome::Sent);
     }
 }

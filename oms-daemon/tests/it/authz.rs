@@ -35,7 +35,7 @@ const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 const UNROUTED: [&str; 6] = [
     "/",
     "/api",
-    "/api/payments/webhook",
+    "/api/payments/webhook/x",
     "/api/orders/1/status/x",
     "/API/orders",
     "/api/orders/1/items",
@@ -65,6 +65,8 @@ struct Secrets {
     user_id: i64,
     order_ids: HashSet<i64>,
     tracking_codes: Vec<String>,
+    /// Payments for A's orders.
+    payment_ids: HashSet<i64>,
 }
 
 impl Secrets {
@@ -87,6 +89,7 @@ impl Secrets {
                         .to_string()
                 })
                 .collect(),
+            payment_ids: HashSet::new(),
         }
     }
 
@@ -124,6 +127,7 @@ impl Secrets {
                     Some("order") => entity_id.is_some_and(|id| self.order_ids.contains(&id)),
                     Some("customer") => entity_id == Some(self.customer_id),
                     Some("user") => entity_id == Some(self.user_id),
+                    Some("payment") => entity_id.is_some_and(|id| self.payment_ids.contains(&id)),
                     _ => false,
                 };
                 if about_alice {
@@ -159,10 +163,23 @@ impl Tally {
         if reply.status >= 400 && !reply.what.starts_with("HEAD ") {
             reply.problem(reply.status);
         }
-        if reply.status == 405 {
+        if reply.status == 405 || (reply.status == 204 && reply.what.starts_with("OPTIONS ")) {
             assert!(
-                reply.header("allow").is_some_and(|a| !a.is_empty()),
-                "{}: 405 without Allow",
+                reply.header("allow").is_some_and(|a| a.contains("OPTIONS")),
+                "{}: {} without an honest Allow",
+                reply.what,
+                reply.status
+            );
+        }
+        if reply.what.starts_with("HEAD ") {
+            assert!(reply.body.is_empty(), "{}: a body", reply.what);
+        }
+        if reply.status == 401 {
+            assert!(
+                reply
+                    .header("www-authenticate")
+                    .is_some_and(|a| a.starts_with("Bearer")),
+                "{}: 401 without WWW-Authenticate: Bearer",
                 reply.what
             );
         }
@@ -250,20 +267,24 @@ impl Probe {
     }
 }
 
+/// Whether RULES has (route, method); HEAD stands for GET.
+fn answers(route: Route, method: &str) -> bool {
+    let method = if method == "HEAD" { "GET" } else { method };
+    RULES
+        .iter()
+        .any(|(r, m, _)| *r == route && m.as_str() == method)
+}
+
 /// A bad token is refused with 401 wherever the path and method exist,
-/// also on routes that need no token; an unknown path is 404 and a method
-/// the path does not answer is 405 before any token is looked at.
+/// also on routes that need no token; an unknown path is 404, a method
+/// the path does not answer is 405 before any token is looked at, and
+/// OPTIONS (which says what a route answers) needs no token.
 fn bad_token_status(method: &str, path: &str) -> u16 {
     let path = path.split('?').next().unwrap_or(path);
     match routes::match_path(path) {
         None => 404,
-        Some(m)
-            if RULES
-                .iter()
-                .any(|(r, mm, _)| *r == m.route && mm.as_str() == method) =>
-        {
-            401
-        }
+        Some(_) if method == "OPTIONS" => 204,
+        Some(m) if answers(m.route, method) => 401,
         Some(_) => 405,
     }
 }
@@ -289,9 +310,14 @@ fn authorization_matrix_matches_the_contract() {
     let a_order = server.place(&server.alice, None, &[(WIDGET, 1)]);
     let a_delete = server.place(&server.alice, None, &[(WIDGET, 1)]);
     let a_pay = server.place(&server.alice, None, &[(GADGET, 1)]);
+    // One paid by a recorded (manual) payment, for the payment routes.
+    let a_paid = server.place(&server.alice, None, &[(WIDGET, 1)]);
+    let a_paid_id = a_paid["id"].as_i64().unwrap();
+    let payment_id = record_manual_payment(&server, a_paid_id, "9.99");
     let a_id = a_order["id"].as_i64().unwrap();
     let a_code = a_order["tracking_code"].as_str().unwrap().to_string();
-    let secrets = Secrets::of_alice(&server, &[&a_order, &a_delete, &a_pay]);
+    let mut secrets = Secrets::of_alice(&server, &[&a_order, &a_delete, &a_pay, &a_paid]);
+    secrets.payment_ids.insert(payment_id);
     // A's first outbox row (pending: the admin's retry is refused, 409).
     let a_mail = server
         .store()
@@ -376,6 +402,19 @@ fn authorization_matrix_matches_the_contract() {
             format!("/api/notifications/{a_mail}/retry"),
             [401, 403, 403, 409],
         ),
+        // Authenticated by its signature; this daemon has no secret.
+        probe("POST", "/api/payments/webhook", [503, 503, 503, 503]).body(json!({})),
+        probe("GET", "/api/payments", [401, 403, 403, 200]),
+        probe(
+            "GET",
+            format!("/api/payments/{payment_id}"),
+            [401, 403, 403, 200],
+        ),
+        probe(
+            "GET",
+            format!("/api/orders/{a_paid_id}/payments"),
+            [401, 404, 200, 200],
+        ),
     ];
 
     // Every method a route does not answer: 405 before any auth.
@@ -385,6 +424,8 @@ fn authorization_matrix_matches_the_contract() {
         Route::Order => format!("/api/orders/{a_id}"),
         Route::OrderStatus => format!("/api/orders/{a_id}/status"),
         Route::Track => format!("/api/track/{a_code}"),
+        Route::Payment => format!("/api/payments/{payment_id}"),
+        Route::OrderPayments => format!("/api/orders/{a_paid_id}/payments"),
         Route::NotificationRetry => format!("/api/notifications/{a_mail}/retry"),
         other => other.pattern().to_string(),
     };
@@ -392,12 +433,23 @@ fn authorization_matrix_matches_the_contract() {
         "POST" | "PUT" | "PATCH" => p.body(json!({})),
         _ => p,
     };
+    // HEAD is GET without the body: the same answer to every caller.
+    let heads: Vec<Probe> = probes
+        .iter()
+        .filter(|p| p.method == "GET")
+        .map(|p| Probe {
+            method: "HEAD",
+            path: p.path.clone(),
+            bodies: [None, None, None, None],
+            expect: p.expect,
+        })
+        .collect();
+    probes.extend(heads);
     for route in Route::ALL {
+        // OPTIONS says what the route answers, to anyone.
+        probes.push(probe("OPTIONS", concrete(route), [204; 4]));
         for method in METHODS {
-            if !RULES
-                .iter()
-                .any(|(r, m, _)| *r == route && m.as_str() == method)
-            {
+            if method != "OPTIONS" && !answers(route, method) {
                 probes.push(with_body(probe(method, concrete(route), [405; 4])));
             }
         }
@@ -484,6 +536,19 @@ fn authorization_matrix_matches_the_contract() {
     tally.finish("matrix", 500);
 }
 
+/// Records a manual payment of `amount` for `order` (as `oms payment
+/// record` would, on a second connection); returns its id.
+fn record_manual_payment(server: &Server, order: i64, amount: &str) -> i64 {
+    server
+        .store()
+        .write(&oms_core::Actor::cli(), |tx| {
+            tx.record_manual_payment(oms_core::OrderId(order), amount, None)
+        })
+        .expect("record a manual payment")
+        .id
+        .get()
+}
+
 /// The order ids a path segment may name, as the daemon parses them, with
 /// who owns each real one.
 fn owner_of(segment: &str, alice: &HashSet<i64>, bob: &HashSet<i64>) -> Option<char> {
@@ -559,8 +624,11 @@ fn customer_b_probing_a_finds_nothing() {
         .json(&json!({"phone": "+1 555 0100"}))
         .send()
         .expect_status(200);
+    // A's order a3 is paid by a recorded payment.
+    let a3_payment = record_manual_payment(&server, a3["id"].as_i64().unwrap(), "19.98");
     let a_orders = [&a1, &a2, &a3, &a4];
-    let secrets = Secrets::of_alice(&server, &a_orders);
+    let mut secrets = Secrets::of_alice(&server, &a_orders);
+    secrets.payment_ids.insert(a3_payment);
     let a_ids: Vec<i64> = a_orders.iter().map(|o| o["id"].as_i64().unwrap()).collect();
     let b_ids: HashSet<i64> = [&b1, &b2]
         .iter()
@@ -591,6 +659,14 @@ fn customer_b_probing_a_finds_nothing() {
         let status = format!("/api/orders/{segment}/status");
         check(
             server.get(&order).token(&bob.token).send(),
+            if own { &[200] } else { &[404] },
+            &mut tally,
+        );
+        check(
+            server
+                .get(&format!("{order}/payments"))
+                .token(&bob.token)
+                .send(),
             if own { &[200] } else { &[404] },
             &mut tally,
         );
@@ -625,6 +701,24 @@ fn customer_b_probing_a_finds_nothing() {
                 &mut tally,
             );
         }
+    }
+    // Payments are the admin's, whatever the id.
+    for segment in id_segments(&[a3_payment]) {
+        check(
+            server
+                .get(&format!("/api/payments/{segment}"))
+                .token(&bob.token)
+                .send(),
+            &[403],
+            &mut tally,
+        );
+    }
+    for path in ["/api/payments", "/api/payments?order=1"] {
+        check(
+            server.get(path).token(&bob.token).send(),
+            &[403],
+            &mut tally,
+        );
     }
     for segment in id_segments(&[alice_customer]) {
         let own = segment.parse::<i64>().ok() == Some(bob_customer);

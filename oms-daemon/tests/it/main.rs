@@ -7,6 +7,7 @@
 
 mod authz;
 mod concurrency;
+mod conventions;
 mod endpoints;
 mod feed;
 mod idempotency;
@@ -14,5 +15,8 @@ mod jwt;
 mod limits;
 mod notifications;
 mod openapi;
+mod ops;
+mod payments;
 mod status_model;
 mod support;
+mod wal;
