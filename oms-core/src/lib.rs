@@ -26,5 +26,5 @@ pub use store::{
     Actor, DriftReport, ExpireOutcome, GroupJob, ImportSummary, Options, PlaceOutcome,
     SCHEMA_VERSION, Store, WriteTx,
 };
-pub use store::{CustomerQuery, ProductQuery, Upserted};
+pub use store::{CustomerQuery, MAX_CUSTOMER_IDS, ProductQuery, Upserted};
 pub use timestamp::Timestamp;

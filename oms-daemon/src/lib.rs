@@ -16,6 +16,7 @@ mod http;
 mod metrics;
 pub mod problem;
 pub mod routes;
+pub mod session;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -285,9 +286,25 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             http::problem(&Problem::not_found(format!("no route for {path}")))
         }
         Some(matched) => {
-            let principal = bearer(&req).and_then(|t| app.keys.verify(t));
+            let credential = session::credential(req.headers());
+            let principal = credential.and_then(|c| app.keys.verify(c.token()));
+            // Only a bad bearer token is refused where no token is needed:
+            // a stale session cookie must not lock a browser out of the
+            // login page, so it counts as no credential at all.
             let token_given = req.headers().contains_key(AUTHORIZATION);
+            // A write authenticated by the session cookie must come from the
+            // dashboard's own origin (cross-site request forgery).
+            let cross_site_cookie = matches!(credential, Some(session::Credential::Cookie(_)))
+                && principal.is_some()
+                && !is_safe(&method)
+                && !session::same_origin(req.headers());
             match routes::authorize(matched.route, &method, principal, peer) {
+                Ok(_) if cross_site_cookie => {
+                    drained = http::discard_body(req, app.config.max_body).await;
+                    http::problem(&Problem::forbidden(
+                        "a write with the session cookie must come from the dashboard's own origin",
+                    ))
+                }
                 Ok(access) => {
                     if token_given && principal.is_none() {
                         // A bad token is refused even where none is needed.
@@ -352,10 +369,12 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
     response
 }
 
-fn bearer(req: &Request<Incoming>) -> Option<&str> {
-    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// Methods that change nothing (RFC 9110 §9.2.1).
+fn is_safe(method: &hyper::Method) -> bool {
+    matches!(
+        *method,
+        hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS
+    )
 }
 
 fn method_label(method: &hyper::Method) -> &'static str {

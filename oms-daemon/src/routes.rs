@@ -27,6 +27,13 @@ pub enum Route {
     OrderStatus,
     Track,
     Changes,
+    // Added for the dashboard (DESIGN §9).
+    Dashboard,
+    TrackPage,
+    Asset,
+    Session,
+    ChangesStream,
+    ProductRestock,
 }
 
 impl Route {
@@ -48,11 +55,17 @@ impl Route {
             Route::OrderStatus => "/api/orders/{id}/status",
             Route::Track => "/api/track/{tracking_code}",
             Route::Changes => "/api/changes",
+            Route::Dashboard => "/",
+            Route::TrackPage => "/track/{tracking_code}",
+            Route::Asset => "/assets/{name}",
+            Route::Session => "/auth/session",
+            Route::ChangesStream => "/api/changes/stream",
+            Route::ProductRestock => "/api/products/{id}/restock",
         }
     }
 
     /// Every route, for the OpenAPI coverage test.
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 21] = [
         Route::Healthz,
         Route::Metrics,
         Route::OpenApi,
@@ -68,6 +81,12 @@ impl Route {
         Route::OrderStatus,
         Route::Track,
         Route::Changes,
+        Route::Dashboard,
+        Route::TrackPage,
+        Route::Asset,
+        Route::Session,
+        Route::ChangesStream,
+        Route::ProductRestock,
     ];
 }
 
@@ -112,6 +131,16 @@ pub const RULES: &[(Route, Method, Rule)] = &[
     (Route::OrderStatus, Method::PATCH, Rule::AnyUser),
     (Route::Track, Method::GET, Rule::Anyone),
     (Route::Changes, Method::GET, Rule::AnyUser),
+    // The dashboard: its pages and assets are public (the data is not).
+    (Route::Dashboard, Method::GET, Rule::Anyone),
+    (Route::TrackPage, Method::GET, Rule::Anyone),
+    (Route::Asset, Method::GET, Rule::Anyone),
+    // Browser sessions: log in (sets the cookie), who am I, log out.
+    (Route::Session, Method::POST, Rule::Anyone),
+    (Route::Session, Method::GET, Rule::AnyUser),
+    (Route::Session, Method::DELETE, Rule::Anyone),
+    (Route::ChangesStream, Method::GET, Rule::AnyUser),
+    (Route::ProductRestock, Method::POST, Rule::Admin),
 ];
 
 /// A matched path with its one parameter, if any.
@@ -136,6 +165,12 @@ pub fn match_path(path: &str) -> Option<Matched> {
         .unwrap_or(path);
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match segments.as_slice() {
+        [""] => plain(Route::Dashboard),
+        ["track", code] => with(Route::TrackPage, code),
+        ["assets", name] => with(Route::Asset, name),
+        ["auth", "session"] => plain(Route::Session),
+        ["api", "changes", "stream"] => plain(Route::ChangesStream),
+        ["api", "products", id, "restock"] => with(Route::ProductRestock, id),
         ["healthz"] => plain(Route::Healthz),
         ["metrics"] => plain(Route::Metrics),
         ["auth", "register"] => plain(Route::Register),
@@ -273,7 +308,17 @@ mod tests {
             Route::OrderStatus
         );
         assert_eq!(match_path("/api/orders/").unwrap().route, Route::Orders);
-        assert!(match_path("/").is_none());
+        assert_eq!(match_path("/").unwrap().route, Route::Dashboard);
+        assert_eq!(
+            match_path("/track/TRK1").unwrap().param.as_deref(),
+            Some("TRK1")
+        );
+        assert_eq!(
+            match_path("/api/changes/stream").unwrap().route,
+            Route::ChangesStream
+        );
+        assert!(match_path("/track/").is_none());
+        assert!(match_path("/assets/a/b.js").is_none());
         assert!(match_path("/api/payments/webhook").is_none());
         assert!(match_path("/api/orders/1/status/x").is_none());
     }

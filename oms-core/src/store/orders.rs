@@ -161,7 +161,11 @@ fn filter_clause(conn: &Connection, filter: &OrderFilter) -> Result<(String, Vec
         values.push(Value::Integer(until.millis()));
     }
     if let Some(after) = filter.after {
-        clauses.push("o.id > ?");
+        clauses.push(if filter.newest_first {
+            "o.id < ?"
+        } else {
+            "o.id > ?"
+        });
         values.push(Value::Integer(after.get()));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.trim().is_empty()) {
@@ -204,7 +208,8 @@ impl Store {
         }
     }
 
-    /// Orders matching the filter, ordered by id, with their items.
+    /// Orders matching the filter, ordered by id (the newest first when the
+    /// filter says so), with their items.
     pub fn orders(&self, filter: &OrderFilter) -> Result<Vec<Order>> {
         // One read transaction: the orders and their items are one snapshot.
         let snapshot = self.conn.unchecked_transaction()?;
@@ -214,9 +219,10 @@ impl Store {
                 .limit
                 .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
         ));
+        let direction = if filter.newest_first { "DESC" } else { "ASC" };
         let mut orders: Vec<Order> = snapshot
             .prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM orders o WHERE {clause} ORDER BY o.id LIMIT ?"
+                "SELECT {ORDER_COLUMNS} FROM orders o WHERE {clause} ORDER BY o.id {direction} LIMIT ?"
             ))?
             .query_map(params_from_iter(values), order_from_row)?
             .collect::<rusqlite::Result<_>>()?;
@@ -240,7 +246,12 @@ impl Store {
         let selection = match filter.limit {
             Some(limit) => {
                 values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-                format!("o.id IN (SELECT o.id FROM orders o WHERE {clause} ORDER BY o.id LIMIT ?)")
+                // The first `limit` orders in the listing's order; the rows
+                // still come out in id order.
+                let direction = if filter.newest_first { "DESC" } else { "ASC" };
+                format!(
+                    "o.id IN (SELECT o.id FROM orders o WHERE {clause} ORDER BY o.id {direction} LIMIT ?)"
+                )
             }
             None => clause,
         };

@@ -174,6 +174,11 @@ CREATE INDEX changes_order_placed ON changes (entity_id) WHERE type = 'order.pla
 "#),
     // 3: CHECK constraints without constant IN lists (see `CHECK_REWRITES`).
     Code(rewrite_in_list_checks),
+    // 4: one record's history from the change log (the dashboard's order
+    // detail: `GET /api/changes?entity=order&entity_id=7`).
+    Sql(r#"
+CREATE INDEX changes_entity ON changes (entity, entity_id, seq);
+"#),
 ];
 
 /// `CHECK (x IN (a, b, c, ...))` with more than two constants makes SQLite
