@@ -217,7 +217,7 @@ function orderView(id) {
         h('div', {}, h('dt', {}, 'Placed'), h('dd', {}, time(order.created_at))),
         h('div', {}, h('dt', {}, 'Last updated'), h('dd', {}, time(order.updated_at))),
         h('div', {}, h('dt', {}, 'Tracking'), h('dd', {},
-          h('a', { href: `/track/${encodeURIComponent(order.tracking_code)}` }, order.tracking_code))),
+          h('a', { class: 'code', href: `/track/${encodeURIComponent(order.tracking_code)}` }, order.tracking_code))),
         h('div', {}, h('dt', {}, 'Payment collected'), h('dd', {}, order.payment_collected ? 'Yes' : 'No')),
         h('div', {}, h('dt', {}, 'Reference'), h('dd', {}, order.idempotency_key || '—')))),
       h('h2', {}, 'Lines'),

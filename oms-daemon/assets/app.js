@@ -189,12 +189,11 @@ async function render() {
   }
   if (!session) {
     try {
-      session = await api('GET', '/auth/session', { quiet401: true });
+      const who = await api('GET', '/auth/session', { quiet401: true });
+      session = who.authenticated ? who : null;
     } catch (err) {
-      if (!(err instanceof ApiError) || err.status !== 401) {
-        fill(main(), errorBox(err, render));
-        return;
-      }
+      fill(main(), errorBox(err, render));
+      return;
     }
   }
   if (!session) {
@@ -272,9 +271,10 @@ class Live {
         clearTimeout(this.timer);
         this.timer = setTimeout(async () => {
           try {
-            await api('GET', '/auth/session');
-            this.start();
-          } catch { /* sessionEnded() took over, or the server is away */
+            const who = await api('GET', '/auth/session');
+            if (who.authenticated) this.start();
+            else sessionEnded();
+          } catch { /* the server is away: try again */
             if (session) this.start();
           }
         }, this.retry);

@@ -227,7 +227,7 @@ function orderView(id) {
           h('div', {}, h('dt', {}, 'Placed'), h('dd', {}, time(order.created_at))),
           h('div', {}, h('dt', {}, 'Last updated'), h('dd', {}, time(order.updated_at))),
           h('div', {}, h('dt', {}, 'Tracking'), h('dd', {},
-            h('a', { href: `/track/${encodeURIComponent(order.tracking_code)}` }, order.tracking_code))))),
+            h('a', { class: 'code', href: `/track/${encodeURIComponent(order.tracking_code)}` }, order.tracking_code))))),
         h('table', { 'aria-label': 'Order lines' },
           h('thead', {}, h('tr', {},
             h('th', {}, 'Product'), h('th', { class: 'num' }, 'Unit price'), h('th', { class: 'num' }, 'Quantity'),

@@ -135,9 +135,10 @@ pub const RULES: &[(Route, Method, Rule)] = &[
     (Route::Dashboard, Method::GET, Rule::Anyone),
     (Route::TrackPage, Method::GET, Rule::Anyone),
     (Route::Asset, Method::GET, Rule::Anyone),
-    // Browser sessions: log in (sets the cookie), who am I, log out.
+    // Browser sessions: log in (sets the cookie), who am I (anyone may ask,
+    // so a logged-out page gets an answer, not an error), log out.
     (Route::Session, Method::POST, Rule::Anyone),
-    (Route::Session, Method::GET, Rule::AnyUser),
+    (Route::Session, Method::GET, Rule::Anyone),
     (Route::Session, Method::DELETE, Rule::Anyone),
     (Route::ChangesStream, Method::GET, Rule::AnyUser),
     (Route::ProductRestock, Method::POST, Rule::Admin),

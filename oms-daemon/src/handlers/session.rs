@@ -32,6 +32,7 @@ pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
     let mut res = http::json(
         StatusCode::OK,
         &json!({
+            "authenticated": true,
             "user_id": user.id,
             "role": user.role,
             "customer_id": user.customer_id,
@@ -43,15 +44,18 @@ pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
 }
 
 /// `GET /auth/session`: who the credential (cookie or bearer token)
-/// belongs to.
+/// belongs to; `{"authenticated": false}` without one (a stale cookie
+/// counts as none), so the page learns it must show the login form
+/// without an error.
 pub fn current(ctx: Ctx<'_>) -> Result<Response, Problem> {
     let body = match ctx.access {
-        Access::Admin(user) => json!({"user_id": user, "role": "admin", "customer_id": null}),
-        Access::Customer { user, customer } => {
-            json!({"user_id": user, "role": "customer", "customer_id": customer})
-        }
-        // `Rule::AnyUser` let no anonymous caller through.
-        Access::Anonymous => return Err(Problem::unauthorized("not logged in")),
+        Access::Admin(user) => json!({
+            "authenticated": true, "user_id": user, "role": "admin", "customer_id": null,
+        }),
+        Access::Customer { user, customer } => json!({
+            "authenticated": true, "user_id": user, "role": "customer", "customer_id": customer,
+        }),
+        Access::Anonymous => json!({"authenticated": false}),
     };
     Ok(http::json(StatusCode::OK, &body))
 }
