@@ -93,9 +93,7 @@ pub fn set_cookie(token: &str, ttl: Duration) -> Option<HeaderValue> {
 
 /// `Set-Cookie` that removes the session cookie.
 pub fn clear_cookie() -> HeaderValue {
-    HeaderValue::from_static(
-        "oms_session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict",
-    )
+    HeaderValue::from_static("oms_session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
 }
 
 #[cfg(test)]
@@ -112,7 +110,10 @@ mod tests {
 
     #[test]
     fn bearer_wins_over_the_cookie() {
-        let h = headers(&[("authorization", "Bearer abc"), ("cookie", "oms_session=xyz")]);
+        let h = headers(&[
+            ("authorization", "Bearer abc"),
+            ("cookie", "oms_session=xyz"),
+        ]);
         assert_eq!(credential(&h), Some(Credential::Bearer("abc")));
         let h = headers(&[("cookie", "theme=dark; oms_session=xyz; other=1")]);
         assert_eq!(credential(&h), Some(Credential::Cookie("xyz")));
@@ -120,7 +121,10 @@ mod tests {
         assert_eq!(credential(&h), Some(Credential::Cookie("q")));
         assert_eq!(credential(&headers(&[("cookie", "oms_session=")])), None);
         assert_eq!(credential(&headers(&[("cookie", "xoms_session=1")])), None);
-        assert_eq!(credential(&headers(&[("authorization", "Basic abc")])), None);
+        assert_eq!(
+            credential(&headers(&[("authorization", "Basic abc")])),
+            None
+        );
     }
 
     #[test]
@@ -150,7 +154,13 @@ mod tests {
     fn cookies_are_http_only_secure_and_strict() {
         let set = set_cookie("t.k.n", Duration::from_secs(60)).unwrap();
         let set = set.to_str().unwrap();
-        for part in ["oms_session=t.k.n", "HttpOnly", "Secure", "SameSite=Strict", "Max-Age=60"] {
+        for part in [
+            "oms_session=t.k.n",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Max-Age=60",
+        ] {
             assert!(set.contains(part), "{set}");
         }
         assert!(clear_cookie().to_str().unwrap().contains("Max-Age=0"));

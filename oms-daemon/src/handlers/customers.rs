@@ -48,9 +48,9 @@ async fn by_ids(ctx: Ctx<'_>, ids: &str) -> Result<Response, Problem> {
         .map(str::trim)
         .filter(|id| !id.is_empty())
         .map(|id| {
-            id.parse::<i64>().map(CustomerId).map_err(|_| {
-                Problem::bad_request(format!("id={id:?} is not a customer id"))
-            })
+            id.parse::<i64>()
+                .map(CustomerId)
+                .map_err(|_| Problem::bad_request(format!("id={id:?} is not a customer id")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     if ids.len() > MAX_CUSTOMER_IDS {

@@ -72,10 +72,7 @@ pub const CSP: &str = "default-src 'self'; base-uri 'none'; form-action 'self'; 
 pub fn page(req: &Request<Incoming>) -> Response {
     let mut res = serve(&PAGE, 0, req.headers());
     let headers = res.headers_mut();
-    headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static(CSP),
-    );
+    headers.insert("content-security-policy", HeaderValue::from_static(CSP));
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     res

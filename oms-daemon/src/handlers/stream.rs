@@ -10,7 +10,7 @@
 //! `/api/changes` shows it. The first bytes are `retry:` and `id:` of the
 //! position the stream starts from, without data: that sets the browser's
 //! `Last-Event-ID`, so a reconnect after a restart resumes from there even
-//! when no change arrived before it. A comment every 15 s keeps proxies
+//! when no change arrived before it. A comment every 15 s (`Config::stream_heartbeat`) keeps proxies
 //! from closing an idle stream.
 //!
 //! The body is pulled by hyper: nothing is produced for a client that does
@@ -36,8 +36,6 @@ use crate::feed::{OwnedWaiterSlot, Published};
 use crate::http::{self, Response};
 use crate::problem::Problem;
 
-/// How often an idle stream sends a comment line.
-pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Most changes read or sent in one batch.
 const BATCH: u64 = 1000;
 /// How long a browser waits before reconnecting (`retry:`), in ms.
@@ -79,6 +77,7 @@ pub async fn open(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
         shutdown: ctx.app.shutdown.subscribe(),
         after: start,
         customer: ctx.access.own_customer(),
+        heartbeat: ctx.app.config.stream_heartbeat,
         woken: false,
         _slot: slot,
     };
@@ -107,6 +106,8 @@ struct StreamState {
     /// The last seq the client has (or need not have: see `next_batch`).
     after: Seq,
     customer: Option<CustomerId>,
+    /// How long the stream may stay silent (`Config::stream_heartbeat`).
+    heartbeat: Duration,
     /// Whether the feed has published since the stream began; before that,
     /// the published changes may not cover what the client missed.
     woken: bool,
@@ -217,7 +218,7 @@ async fn next_batch(mut s: StreamState) -> Option<(Bytes, StreamState)> {
                 s.woken = true;
             }
             _ = s.shutdown.changed() => {}
-            () = tokio::time::sleep(HEARTBEAT) => {
+            () = tokio::time::sleep(s.heartbeat) => {
                 return Some((Bytes::from_static(b": keep-alive\n\n"), s));
             }
         }
@@ -262,6 +263,10 @@ mod tests {
         assert_eq!(events.len(), 2, "{text}");
         assert!(events[0].starts_with("id: 4\ndata: {"), "{text}");
         assert!(events[1].starts_with("id: 5\ndata: {"), "{text}");
-        assert_eq!(events[0].lines().count(), 2, "a newline in data stays escaped");
+        assert_eq!(
+            events[0].lines().count(),
+            2,
+            "a newline in data stays escaped"
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 mod authz;
 mod concurrency;
+mod dashboard;
 mod endpoints;
 mod feed;
 mod idempotency;
@@ -14,4 +15,5 @@ mod jwt;
 mod limits;
 mod openapi;
 mod status_model;
+mod stream;
 mod support;
