@@ -135,7 +135,7 @@ test('filters and search narrow the table, live in the URL, survive a reload; Ex
     await page.getByRole('button', { name: 'Apply' }).click();
     await page.waitForURL(/q=headset/);
     const matching = shop.json('order', 'list', '--status', 'pending', '--search', 'headset').map((o) => o.id);
-    assert.equal(matching.length, 1);
+    assert.ok(matching.length >= 1 && matching.length < pending.length, `${matching} of ${pending}`);
     await until(async () => JSON.stringify(await tableIds(page)) === JSON.stringify(matching), 3000, 'the search');
 
     // A reload keeps the view and the login.
