@@ -84,3 +84,45 @@ test("a customer cannot reach another customer's order by editing the URL", asyn
     await shop.cleanup();
   }
 });
+
+test('a retry after a lost answer places one order: the page resends its Idempotency-Key', async () => {
+  const shop = new Shop();
+  const b = await browser();
+  try {
+    const url = await shop.start();
+    const page = await watchedPage(await b.newContext());
+    await page.goto(`${url}/?view=register`);
+    await page.getByLabel('Name').fill('Annie Easley');
+    await page.getByLabel('E-mail').fill('annie@example.com');
+    await page.getByLabel(/^Password/).fill('a long enough password');
+    await page.getByRole('button', { name: 'Create account' }).click();
+    await page.getByLabel('Quantity of HD webcam').fill('1');
+    // The first placement reaches the server, but its answer is lost on
+    // the way back (the browser sees a network error).
+    const keys = [];
+    let lost = false;
+    await page.route('**/api/orders', async (route) => {
+      if (route.request().method() !== 'POST') return route.continue();
+      keys.push(route.request().headers()['idempotency-key']);
+      if (lost) return route.continue();
+      lost = true;
+      await route.fetch();
+      return route.abort('connectionreset');
+    });
+    await page.getByRole('button', { name: 'Place order' }).click();
+    await page.getByText('The server cannot be reached').waitFor();
+    await page.getByRole('button', { name: 'Place order' }).click();
+    await page.getByText(/Order #\d+ placed/).waitFor();
+    assert.equal(keys.length, 2);
+    assert.ok(keys[0] && keys[0] === keys[1], `the same key twice: ${keys}`);
+    const orders = shop.json('order', 'list', '--customer', 'annie@example.com');
+    assert.equal(orders.length, 1, 'one order');
+    assert.equal(orders[0].idempotency_key, keys[0]);
+    // The aborted request is logged by the browser; nothing else is.
+    const problems = (await page.problems()).filter((p) => !/ERR_CONNECTION_RESET|Failed to load resource/.test(p));
+    assert.deepEqual(problems, []);
+  } finally {
+    await b.close();
+    await shop.cleanup();
+  }
+});

@@ -176,3 +176,30 @@ export function shot(name) {
   mkdirSync(SHOTS, { recursive: true });
   return join(SHOTS, `${name}.png`);
 }
+
+/** Loads the dashboard in `context` (already logged in) and answers every
+ *  request the first load made, until the order table shows and the live
+ *  stream is open, with their body sizes. */
+export async function firstLoad(context, url) {
+  const page = await context.newPage();
+  const requests = [];
+  const pending = [];
+  page.on('requestfinished', (req) => {
+    pending.push((async () => {
+      const res = await req.response();
+      const body = res ? await res.body().catch(() => Buffer.alloc(0)) : Buffer.alloc(0);
+      requests.push({ url: req.url(), bytes: body.length });
+    })());
+  });
+  // The event stream never finishes: count it when it starts.
+  page.on('request', (req) => {
+    if (req.url().includes('/api/changes/stream')) requests.push({ url: req.url(), bytes: 0 });
+  });
+  await page.goto(url);
+  await page.locator('tbody tr[data-order]').first().waitFor({ timeout: 30000 });
+  await page.getByText('Live', { exact: true }).waitFor();
+  await page.waitForTimeout(300);
+  await Promise.all(pending);
+  await page.close();
+  return { requests, bytes: requests.reduce((s, r) => s + r.bytes, 0) };
+}

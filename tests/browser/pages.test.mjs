@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Shop, browser, watchedPage, login, ADMIN, shot } from './lib.mjs';
+import { Shop, browser, watchedPage, login, ADMIN, shot, firstLoad } from './lib.mjs';
 
 const SIZES = { desktop: { width: 1280, height: 860 }, phone: { width: 360, height: 740 } };
 
@@ -120,23 +120,17 @@ test('page weight: the first load of the order table needs at most 150 KB and 10
     const setup = await context.newPage();
     await login(setup, url, ADMIN);
     await setup.close();
-    const page = await watchedPage(context);
-    const requests = [];
-    page.on('requestfinished', async (req) => {
-      const res = await req.response();
-      const body = res ? await res.body().catch(() => Buffer.alloc(0)) : Buffer.alloc(0);
-      requests.push({ url: req.url(), bytes: body.length });
-    });
-    page.on('request', (req) => { if (req.url().includes('/stream')) requests.push({ url: req.url(), bytes: 0 }); });
-    await page.goto(url);
-    await page.locator('tbody tr[data-order]').first().waitFor();
-    await page.getByText('Live', { exact: true }).waitFor();
-    await page.waitForTimeout(300);
-    const total = requests.reduce((s, r) => s + r.bytes, 0);
-    console.log(`first load: ${requests.length} requests, ${total} bytes`);
-    for (const r of requests) console.log(`  ${r.bytes}\t${r.url.replace(url, '')}`);
-    assert.ok(requests.length <= 10, `${requests.length} requests`);
-    assert.ok(total <= 150 * 1024, `${total} bytes`);
+    const { requests, bytes } = await firstLoad(context, url);
+    const list = requests.map((r) => `${r.bytes}\t${r.url.replace(url, '')}`).join('\n');
+    assert.ok(requests.length <= 10, `${requests.length} requests:\n${list}`);
+    assert.ok(bytes <= 150 * 1024, `${bytes} bytes:\n${list}`);
+    // Revalidation: a second load gets 304s for the page and its assets.
+    const again = await context.newPage();
+    const statuses = [];
+    again.on('response', (res) => { if (!res.url().includes('/api/')) statuses.push(res.status()); });
+    await again.goto(url);
+    await again.locator('tbody tr[data-order]').first().waitFor();
+    assert.ok(statuses.length > 0 && statuses.every((s) => s === 304 || s === 200), `${statuses}`);
   } finally {
     await b.close();
     await shop.cleanup();

@@ -174,41 +174,45 @@ async fn next_batch(mut s: StreamState) -> Option<(Bytes, StreamState)> {
         if *s.shutdown.borrow() {
             return None;
         }
-        let published = s.feed.borrow_and_update().clone();
-        if published.last > s.after {
-            let from_memory = if s.woken {
-                published.changes_after(s.after, BATCH, s.customer)
-            } else {
-                None
-            };
-            let changes = match from_memory {
-                Some(changes) => changes,
-                None => {
-                    let (after, customer) = (s.after, s.customer);
-                    match s
-                        .app
-                        .db
-                        .read(move |store| store.changes_after(after, BATCH, customer))
-                        .await
-                    {
-                        Ok(changes) => changes,
-                        Err(e) => {
-                            // The client reconnects from its last id.
-                            tracing::warn!(error = %e, "event stream cannot read the change log");
-                            return None;
+        // In a block of its own, so an idle stream keeps no handle on the
+        // published changes while it waits.
+        {
+            let published = s.feed.borrow_and_update().clone();
+            if published.last > s.after {
+                let from_memory = if s.woken {
+                    published.changes_after(s.after, BATCH, s.customer)
+                } else {
+                    None
+                };
+                let changes = match from_memory {
+                    Some(changes) => changes,
+                    None => {
+                        let (after, customer) = (s.after, s.customer);
+                        match s
+                            .app
+                            .db
+                            .read(move |store| store.changes_after(after, BATCH, customer))
+                            .await
+                        {
+                            Ok(changes) => changes,
+                            Err(e) => {
+                                // The client reconnects from its last id.
+                                tracing::warn!(error = %e, "event stream cannot read the change log");
+                                return None;
+                            }
                         }
                     }
+                };
+                if let Some(last) = changes.last() {
+                    s.after = last.seq;
+                    return Some((encode(&changes), s));
                 }
-            };
-            if let Some(last) = changes.last() {
-                s.after = last.seq;
-                return Some((encode(&changes), s));
+                // Nothing for this client up to what was published (a customer's
+                // stream skips other customers' changes): the memory covers
+                // (since, last], and a query saw at least up to `last`.
+                s.after = published.last;
+                continue;
             }
-            // Nothing for this client up to what was published (a customer's
-            // stream skips other customers' changes): the memory covers
-            // (since, last], and a query saw at least up to `last`.
-            s.after = published.last;
-            continue;
         }
         tokio::select! {
             changed = s.feed.changed() => {
