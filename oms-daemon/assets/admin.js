@@ -249,7 +249,7 @@ export function linesTable(order) {
         h('td', { 'data-label': 'Quantity', class: 'num' }, i.quantity),
         h('td', { 'data-label': 'Line total', class: 'num' }, money(i.line_total, order.currency)))),
       h('tr', {},
-        h('td', { colspan: 4, 'data-label': '' }, h('strong', {}, 'Total')),
+        h('td', { colspan: 4, class: 'total-label' }, h('strong', {}, 'Total')),
         h('td', { class: 'num', 'data-label': 'Total' }, h('strong', {}, money(order.total, order.currency))))));
 }
 

@@ -38,9 +38,10 @@ function shopView() {
   const mine = h('div', {});
   fill(main(),
     h('h1', {}, 'Shop'),
-    catalogue,
     h('h2', {}, 'Your basket'),
     summary,
+    h('h2', {}, 'Catalogue'),
+    catalogue,
     h('h2', {}, 'Your recent orders'),
     mine);
 
@@ -239,7 +240,7 @@ function orderView(id) {
               h('td', { 'data-label': 'Quantity', class: 'num' }, i.quantity),
               h('td', { 'data-label': 'Line total', class: 'num' }, money(i.line_total, order.currency)))),
             h('tr', {},
-              h('td', { colspan: 3, 'data-label': '' }, h('strong', {}, 'Total')),
+              h('td', { colspan: 3, class: 'total-label' }, h('strong', {}, 'Total')),
               h('td', { class: 'num', 'data-label': 'Total' }, h('strong', {}, money(order.total, order.currency)))))));
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) {

@@ -170,6 +170,8 @@ export async function login(page, url, { email, password }) {
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByRole('button', { name: 'Log out' }).waitFor();
+  // The first view has loaded (its "Loading…" line is gone).
+  await page.locator('main p.state').waitFor({ state: 'detached' });
 }
 
 export function shot(name) {

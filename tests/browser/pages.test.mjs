@@ -58,6 +58,7 @@ test('every page has the security headers and runs under its CSP without errors;
       await customer.getByRole('button', { name: 'Place order' }).click();
       await customer.locator('tr[data-order]').first().waitFor();
       await customer.getByLabel('Quantity of Mechanical keyboard').fill('1');
+      await customer.evaluate(() => { document.activeElement.blur(); window.scrollTo(0, 0); });
       const shopOverflow = await customer.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(shopOverflow <= 0, `${size}: the shop is ${shopOverflow}px too wide`);
       await customer.screenshot({ path: shot(`customer-${size}`), fullPage: size === 'desktop' });
