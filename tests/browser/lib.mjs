@@ -25,6 +25,9 @@ export const ADMIN = { email: 'admin@example.com', password: 'demo-admin-passwor
 export const SHOTS = process.env.OMS_SCREENSHOTS
   ? join(root, 'docs', 'screenshots')
   : mkdtempSync(join(tmpdir(), 'oms-shots-'));
+if (!process.env.OMS_SCREENSHOTS) {
+  process.on('exit', () => rmSync(SHOTS, { recursive: true, force: true }));
+}
 
 /** Polls `fn` until it returns a truthy value or `ms` pass. */
 export async function until(fn, ms = 5000, what = 'condition') {
