@@ -24,7 +24,7 @@ Environment:
                   (default: generated once and kept in the database)
   OMS_LOG_FORMAT  oms serve: json or text";
 
-/// oms — order management on a SQLite file: products, customers, orders with
+/// Order management on a SQLite file: products, customers, orders with
 /// stock reservations and a strict status machine, CSV in and out.
 #[derive(Debug, Parser)]
 #[command(name = "oms", version, after_help = EXIT_CODES, propagate_version = true)]
@@ -85,4 +85,6 @@ pub enum Command {
     Token(commands::token::TokenCommand),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
+    /// Print or install the manual pages (generated from this help).
+    Man(commands::man::ManArgs),
 }

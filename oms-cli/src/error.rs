@@ -30,6 +30,15 @@ pub enum CliError {
     /// Arguments that parse but make no sense together.
     #[error("{0}")]
     Usage(String),
+    /// Some items of a command that handles several (`oms order pay 1 2 3`)
+    /// failed; each failure was already reported on its own line, and
+    /// `code` is the most severe of their exit codes ([`most_severe`]).
+    #[error("{failed} of {total} orders failed (reported above)")]
+    Batch {
+        failed: usize,
+        total: usize,
+        code: u8,
+    },
 }
 
 impl CliError {
@@ -59,12 +68,35 @@ impl CliError {
                 ErrorKind::NotFound => exit::NOT_FOUND,
                 ErrorKind::Conflict | ErrorKind::Stale => exit::CONFLICT,
                 ErrorKind::Invalid => exit::INVALID,
-                ErrorKind::Busy | ErrorKind::Internal => exit::INTERNAL,
+                ErrorKind::Busy | ErrorKind::StorageFull | ErrorKind::Internal => exit::INTERNAL,
             },
             CliError::Io { .. } | CliError::Serve(_) => exit::INTERNAL,
             CliError::Usage(_) => exit::USAGE,
+            CliError::Batch { code, .. } => *code,
         }
     }
+}
+
+/// Exit codes from the most to the least severe, for commands that report
+/// one outcome per item: an internal error means something is broken beyond
+/// that item (the database, the disk), a usage or validation error means the
+/// calling script is wrong, a conflict means an order's state refused the
+/// change, and an unknown id means there was nothing to change.
+pub const SEVERITY: [u8; 5] = [
+    exit::INTERNAL,
+    exit::USAGE,
+    exit::INVALID,
+    exit::CONFLICT,
+    exit::NOT_FOUND,
+];
+
+/// The most severe of several failures' exit codes by [`SEVERITY`]
+/// (`None` when there were none).
+pub fn most_severe(codes: &[u8]) -> Option<u8> {
+    codes
+        .iter()
+        .copied()
+        .min_by_key(|code| SEVERITY.iter().position(|s| s == code).unwrap_or(0))
 }
 
 impl From<std::io::Error> for CliError {
@@ -75,3 +107,30 @@ impl From<std::io::Error> for CliError {
 
 /// Shorthand for command results.
 pub type Result<T = ()> = std::result::Result<T, CliError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn most_severe_follows_the_documented_order() {
+        assert_eq!(most_severe(&[]), None);
+        assert_eq!(most_severe(&[exit::NOT_FOUND]), Some(exit::NOT_FOUND));
+        assert_eq!(
+            most_severe(&[exit::NOT_FOUND, exit::CONFLICT, exit::NOT_FOUND]),
+            Some(exit::CONFLICT)
+        );
+        assert_eq!(
+            most_severe(&[exit::CONFLICT, exit::INVALID]),
+            Some(exit::INVALID)
+        );
+        assert_eq!(
+            most_severe(&[exit::INVALID, exit::INTERNAL, exit::NOT_FOUND]),
+            Some(exit::INTERNAL)
+        );
+        assert_eq!(
+            most_severe(&[exit::USAGE, exit::INVALID]),
+            Some(exit::USAGE)
+        );
+    }
+}

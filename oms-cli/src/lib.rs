@@ -57,6 +57,7 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(oms_daemon::stderr_wants_colour())
         .with_writer(std::io::stderr)
         .try_init();
 }

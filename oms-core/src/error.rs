@@ -87,6 +87,13 @@ pub enum Error {
     )]
     Busy { timeout_ms: u64 },
 
+    /// The disk holding the database is full (SQLite's `SQLITE_FULL`):
+    /// the write was rolled back; it succeeds again once space is freed.
+    #[error(
+        "the disk holding the database is full: nothing was written; free space on it and retry"
+    )]
+    StorageFull,
+
     /// The database was written by a newer oms.
     #[error("database schema {found} is newer than this oms supports ({supported}); upgrade oms")]
     SchemaTooNew { found: i64, supported: i64 },
@@ -117,6 +124,8 @@ pub enum ErrorKind {
     Stale,
     Invalid,
     Busy,
+    /// The storage cannot take writes now (disk full); retrying later helps.
+    StorageFull,
     Internal,
 }
 
@@ -167,6 +176,7 @@ impl Error {
             Error::Invalid(_) => ErrorKind::Invalid,
             Error::AtLine { source, .. } => source.kind(),
             Error::Busy { .. } => ErrorKind::Busy,
+            Error::StorageFull => ErrorKind::StorageFull,
             Error::SchemaTooNew { .. } | Error::Io { .. } | Error::Database(_) => {
                 ErrorKind::Internal
             }
@@ -200,6 +210,11 @@ impl From<rusqlite::Error> for Error {
             return Error::Busy {
                 timeout_ms: crate::store::BUSY_TIMEOUT.as_millis() as u64,
             };
+        }
+        if let rusqlite::Error::SqliteFailure(f, _) = &e
+            && f.code == ErrorCode::DiskFull
+        {
+            return Error::StorageFull;
         }
         Error::Database(e.to_string())
     }

@@ -13,6 +13,7 @@ mod ids;
 mod model;
 mod money;
 pub mod password;
+pub mod search;
 pub mod status;
 mod store;
 mod timestamp;
@@ -24,7 +25,7 @@ pub use money::{Currency, Money};
 pub use status::Status;
 pub use store::{
     Actor, DriftReport, ExpireOutcome, GroupJob, ImportSummary, Options, PlaceOutcome,
-    SCHEMA_VERSION, Store, WriteTx,
+    SCHEMA_VERSION, Store, WAL_SIZE_LIMIT, WriteTx,
 };
-pub use store::{CustomerQuery, MAX_CUSTOMER_IDS, ProductQuery, Upserted};
+pub use store::{CustomerQuery, EXPORT_BATCH, MAX_CUSTOMER_IDS, ProductQuery, Upserted};
 pub use timestamp::Timestamp;

@@ -305,6 +305,35 @@ pub struct User {
     pub created_at: Timestamp,
 }
 
+/// What a token must still match to be honoured: the user's current role,
+/// customer record and token generation. A new generation is drawn when the
+/// password or the role changes, and the row is gone once the user is
+/// removed, so every token issued before stops working at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub user: UserId,
+    pub role: Role,
+    pub customer_id: Option<CustomerId>,
+    /// Opaque; carried in the token as text.
+    pub generation: String,
+}
+
+/// A user's login details: the user, its password hash (if it has one) and
+/// what a token issued now must carry.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: Option<String>,
+    pub grant: TokenGrant,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub name: Option<String>,
+    pub role: Option<Role>,
+}
+
 /// Fields to create a user.
 #[derive(Debug, Clone)]
 pub struct NewUser {

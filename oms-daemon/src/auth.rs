@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use oms_core::{CustomerId, Role, Timestamp, User, UserId, password};
+use oms_core::{CustomerId, Role, Timestamp, TokenGrant, UserId, password};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
@@ -15,19 +15,124 @@ use crate::config::MIN_SECRET_LEN;
 /// Issuer and audience of every token.
 pub const ISSUER: &str = "oms";
 
-/// The claims of an oms token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    /// The user id.
-    pub sub: String,
-    pub role: Role,
-    pub exp: u64,
-    pub iat: u64,
-    pub iss: String,
-    pub aud: String,
-    /// The customer record of a customer user.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub customer_id: Option<i64>,
+/// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
+const LEEWAY_SECS: u64 = 5;
+
+/// The claims oms writes into a token.
+#[derive(Debug, Clone, Serialize)]
+struct IssuedClaims<'a> {
+    sub: String,
+    role: Role,
+    exp: u64,
+    iat: u64,
+    iss: &'static str,
+    aud: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_id: Option<i64>,
+    /// The user's token generation ([`TokenGrant`]).
+    #[serde(rename = "gen")]
+    generation: &'a str,
+}
+
+/// The claims of a token as RFC 7519 lets them be written: `exp`, `nbf`
+/// and `iat` are NumericDates (any JSON number of seconds, fractions
+/// allowed), `aud` is one string or an array of them, `sub`, `iss` and
+/// `jti` are strings. A claim in another form makes the token invalid.
+/// `exp`, `nbf`, `iss` and `aud` are checked by jsonwebtoken's validation
+/// (configured in [`Keys::new`]); `iat` is checked in [`Keys::verify`].
+#[derive(Debug, Deserialize)]
+struct PresentedClaims {
+    sub: String,
+    role: Role,
+    #[allow(
+        dead_code,
+        reason = "checked by jsonwebtoken; kept to refuse other forms"
+    )]
+    exp: NumericDate,
+    #[serde(default)]
+    #[allow(
+        dead_code,
+        reason = "checked by jsonwebtoken; kept to refuse other forms"
+    )]
+    nbf: Option<NumericDate>,
+    #[serde(default)]
+    iat: Option<NumericDate>,
+    #[allow(
+        dead_code,
+        reason = "checked by jsonwebtoken; kept to refuse other forms"
+    )]
+    iss: String,
+    #[allow(
+        dead_code,
+        reason = "checked by jsonwebtoken; kept to refuse other forms"
+    )]
+    aud: Audience,
+    #[serde(default)]
+    #[allow(dead_code, reason = "only its form is checked: oms keeps no token ids")]
+    jti: Option<String>,
+    #[serde(default)]
+    customer_id: Option<i64>,
+    #[serde(rename = "gen")]
+    generation: String,
+}
+
+/// A NumericDate (RFC 7519 §2): seconds since the epoch, integer or not.
+#[derive(Debug, Clone, Copy)]
+struct NumericDate(f64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(d)?;
+        if value.is_finite() && value >= 0.0 {
+            Ok(NumericDate(value))
+        } else {
+            Err(serde::de::Error::custom(
+                "a NumericDate is a non-negative number",
+            ))
+        }
+    }
+}
+
+/// `aud` (RFC 7519 §4.1.3): one string or an array of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(#[allow(dead_code, reason = "checked by jsonwebtoken")] String),
+    Many(#[allow(dead_code, reason = "checked by jsonwebtoken")] Vec<String>),
+}
+
+/// Who a token says it was issued to; honoured only while it matches the
+/// user's current [`TokenGrant`] (see [`Presented::principal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    pub user: UserId,
+    role: Role,
+    customer_id: Option<CustomerId>,
+    generation: String,
+}
+
+impl Presented {
+    /// The caller, if the token still matches the user's grant: same role,
+    /// same customer, same generation. `None` once the user was removed,
+    /// changed its password or changed its role.
+    pub fn principal(&self, grant: Option<&TokenGrant>) -> Option<Principal> {
+        let grant = grant?;
+        let current = grant.user == self.user
+            && grant.role == self.role
+            && grant.customer_id == self.customer_id
+            && grant.generation == self.generation;
+        if !current {
+            return None;
+        }
+        match (self.role, self.customer_id) {
+            (Role::Admin, None) => Some(Principal::Admin { user: self.user }),
+            (Role::Customer, Some(customer)) => Some(Principal::Customer {
+                user: self.user,
+                customer,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Who is calling, once the token checked out.
@@ -59,6 +164,13 @@ pub struct Keys {
 )]
 pub struct WeakSecret(pub usize);
 
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 impl Keys {
     /// Keys from a secret of at least 32 bytes.
     pub fn new(secret: &[u8]) -> Result<Keys, WeakSecret> {
@@ -69,7 +181,9 @@ impl Keys {
         validation.set_audience(&[ISSUER]);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        validation.leeway = 5;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
         Ok(Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -77,25 +191,23 @@ impl Keys {
         })
     }
 
-    /// A token for `user`, valid for `ttl`.
+    /// A token for the user of `grant`, valid for `ttl`.
     pub fn mint(
         &self,
-        user: &User,
+        grant: &TokenGrant,
         ttl: Duration,
     ) -> Result<(String, Timestamp), jsonwebtoken::errors::Error> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = now_secs();
         let exp = now.saturating_add(ttl.as_secs());
-        let claims = Claims {
-            sub: user.id.to_string(),
-            role: user.role,
+        let claims = IssuedClaims {
+            sub: grant.user.to_string(),
+            role: grant.role,
             exp,
             iat: now,
-            iss: ISSUER.to_string(),
-            aud: ISSUER.to_string(),
-            customer_id: user.customer_id.map(CustomerId::get),
+            iss: ISSUER,
+            aud: ISSUER,
+            customer_id: grant.customer_id.map(CustomerId::get),
+            generation: &grant.generation,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         let expires_at =
@@ -103,19 +215,34 @@ impl Keys {
         Ok((token, expires_at))
     }
 
-    /// The caller of a bearer token, or `None` for any invalid token
-    /// (expired, tampered, wrong key, wrong audience, `alg: none`, ...).
-    pub fn verify(&self, token: &str) -> Option<Principal> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        let user = UserId(data.claims.sub.parse().ok()?);
-        match (data.claims.role, data.claims.customer_id) {
-            (Role::Admin, None) => Some(Principal::Admin { user }),
-            (Role::Customer, Some(customer)) => Some(Principal::Customer {
-                user,
-                customer: CustomerId(customer),
-            }),
-            _ => None,
+    /// What a bearer token claims, or `None` for any invalid token
+    /// (expired, not yet valid, issued in the future, tampered, wrong key,
+    /// wrong audience or issuer, `alg: none`, a critical header extension,
+    /// a claim in a form RFC 7519 does not allow, ...). The caller still
+    /// checks the claim against the user's current grant.
+    pub fn verify(&self, token: &str) -> Option<Presented> {
+        let data = jsonwebtoken::decode::<PresentedClaims>(token, &self.decoding, &self.validation)
+            .ok()?;
+        // RFC 7515 §4.1.11: a `crit` extension the recipient does not
+        // understand makes the token invalid; oms understands none.
+        if data.header.crit.is_some() {
+            return None;
         }
+        let claims = data.claims;
+        // A token issued in the future (beyond the clock skew) is forged or
+        // from a broken clock.
+        if let Some(NumericDate(iat)) = claims.iat
+            && iat > (now_secs() + LEEWAY_SECS) as f64
+        {
+            return None;
+        }
+        let user = claims.sub.parse::<i64>().ok().filter(|id| *id > 0)?;
+        Some(Presented {
+            user: UserId(user),
+            role: claims.role,
+            customer_id: claims.customer_id.map(CustomerId),
+            generation: claims.generation,
+        })
     }
 }
 
@@ -205,25 +332,23 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    fn user(role: Role) -> User {
-        User {
-            id: UserId(7),
-            email: "a@b.co".into(),
-            name: "A".into(),
+    fn grant(role: Role) -> TokenGrant {
+        TokenGrant {
+            user: UserId(7),
             role,
             customer_id: (role == Role::Customer).then_some(CustomerId(3)),
-            created_at: Timestamp::now(),
+            generation: "00000000000000aa".into(),
         }
     }
 
     #[test]
     fn mints_and_verifies() {
         let keys = Keys::new(&[7u8; 32]).unwrap();
-        let (token, _) = keys
-            .mint(&user(Role::Customer), Duration::from_secs(60))
-            .unwrap();
+        let grant = grant(Role::Customer);
+        let (token, _) = keys.mint(&grant, Duration::from_secs(60)).unwrap();
+        let presented = keys.verify(&token).unwrap();
         assert_eq!(
-            keys.verify(&token),
+            presented.principal(Some(&grant)),
             Some(Principal::Customer {
                 user: UserId(7),
                 customer: CustomerId(3)
@@ -231,6 +356,31 @@ mod tests {
         );
         let other = Keys::new(&[8u8; 32]).unwrap();
         assert_eq!(other.verify(&token), None);
+    }
+
+    #[test]
+    fn a_token_is_honoured_only_while_it_matches_the_grant() {
+        let keys = Keys::new(&[7u8; 32]).unwrap();
+        let grant = grant(Role::Customer);
+        let (token, _) = keys.mint(&grant, Duration::from_secs(60)).unwrap();
+        let presented = keys.verify(&token).unwrap();
+        let changed = |edit: fn(&mut TokenGrant)| {
+            let mut g = grant.clone();
+            edit(&mut g);
+            presented.principal(Some(&g))
+        };
+        assert_eq!(presented.principal(None), None, "user removed");
+        assert_eq!(changed(|g| g.generation = "01".into()), None, "password");
+        assert_eq!(
+            changed(|g| {
+                g.role = Role::Admin;
+                g.customer_id = None;
+            }),
+            None,
+            "role"
+        );
+        assert_eq!(changed(|g| g.customer_id = Some(CustomerId(4))), None);
+        assert_eq!(changed(|g| g.user = UserId(8)), None);
     }
 
     #[test]

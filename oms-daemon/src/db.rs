@@ -23,6 +23,8 @@ use crate::metrics::Metrics;
 trait Job: GroupJob {
     /// Sends the outcome once the group's commit is known.
     fn finish(self: Box<Self>, commit: std::result::Result<(), &Error>);
+    /// Whether the job itself failed because the disk is full.
+    fn storage_full(&self) -> bool;
 }
 
 struct TypedJob<T, F> {
@@ -77,6 +79,10 @@ where
             let _ = reply.send(result);
         }
     }
+
+    fn storage_full(&self) -> bool {
+        matches!(self.outcome, Some(Err(Error::StorageFull)))
+    }
 }
 
 /// A commit failure reported to every job of the group.
@@ -85,6 +91,7 @@ fn copy_error(e: &Error) -> Error {
         Error::Busy { timeout_ms } => Error::Busy {
             timeout_ms: *timeout_ms,
         },
+        Error::StorageFull => Error::StorageFull,
         other => Error::Database(format!("commit failed: {other}")),
     }
 }
@@ -103,6 +110,64 @@ pub struct Db {
     jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<ReadPool>,
+    health: Arc<WriteHealth>,
+}
+
+/// Why writes are failing now, and since when.
+#[derive(Debug, Clone)]
+pub struct WriteFailure {
+    pub cause: String,
+    pub since: oms_core::Timestamp,
+    /// Writes refused since then.
+    pub refused: u64,
+}
+
+/// Whether the writer's commits are failing: set by the writer thread,
+/// read by `/healthz`. An episode of failures is logged once when it
+/// starts and once when a commit succeeds again, not once per request.
+#[derive(Default)]
+struct WriteHealth {
+    failing: Mutex<Option<WriteFailure>>,
+}
+
+impl WriteHealth {
+    fn failed(&self, cause: &str, jobs: usize) {
+        let Ok(mut failing) = self.failing.lock() else {
+            return;
+        };
+        match failing.as_mut() {
+            Some(episode) => episode.refused += jobs as u64,
+            None => {
+                tracing::error!(
+                    cause,
+                    "writes are failing; every write is refused until this is fixed"
+                );
+                *failing = Some(WriteFailure {
+                    cause: cause.to_string(),
+                    since: oms_core::Timestamp::now(),
+                    refused: jobs as u64,
+                });
+            }
+        }
+    }
+
+    fn succeeded(&self) {
+        let Ok(mut failing) = self.failing.lock() else {
+            return;
+        };
+        if let Some(episode) = failing.take() {
+            tracing::warn!(
+                cause = %episode.cause,
+                since = %episode.since,
+                refused = episode.refused,
+                "writes succeed again"
+            );
+        }
+    }
+
+    fn current(&self) -> Option<WriteFailure> {
+        self.failing.lock().ok().and_then(|f| f.clone())
+    }
 }
 
 struct ReadPool {
@@ -144,18 +209,28 @@ impl Db {
         // the background (see `checkpoint_loop`), so the checkpoint SQLite
         // runs after a commit once the WAL passes 1000 pages finds little
         // left to copy and the commits clients wait for stay short.
-        let checkpointer = Store::open(path)?;
+        // A short busy timeout: its TRUNCATE checkpoints (see
+        // `checkpoint_loop`) may keep the writer waiting at most this long.
+        let checkpointer = Store::open_with(
+            path,
+            &oms_core::Options {
+                busy_timeout: CHECKPOINT_BUSY_TIMEOUT,
+                ..oms_core::Options::default()
+            },
+        )?;
         let mut conns = Vec::with_capacity(readers);
         for _ in 0..readers.max(1) {
             conns.push(Store::open_read_only(path)?);
         }
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(max_batch.max(1) * 8);
+        let health = Arc::new(WriteHealth::default());
+        let writer_health = Arc::clone(&health);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let checkpoint_stop = Arc::clone(&stop);
         let writer = std::thread::Builder::new()
             .name("oms-writer".into())
             .spawn(move || {
-                writer_loop(store, rx, max_batch.max(1), &feed, &metrics);
+                writer_loop(store, rx, max_batch.max(1), &feed, &metrics, &writer_health);
                 stop.store(true, std::sync::atomic::Ordering::Release);
             })
             .map_err(|e| Error::io("cannot start the writer thread", e))?;
@@ -170,7 +245,14 @@ impl Db {
                 permits: Semaphore::new(conns.len()),
                 conns: Mutex::new(conns),
             }),
+            health,
         })
+    }
+
+    /// Why writes are failing now (the disk is full, ...), or `None` while
+    /// commits succeed.
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        self.health.current()
     }
 
     /// Runs `work` in the next group commit and answers after the commit.
@@ -249,19 +331,49 @@ impl Db {
     }
 }
 
+/// How long a TRUNCATE checkpoint may wait for readers and writers.
+const CHECKPOINT_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Copies the WAL back into the database file every few milliseconds, off
 /// the writer's path. A PASSIVE checkpoint never blocks the writer. It
 /// cannot reset the WAL while the writer keeps appending; the writer's own
-/// automatic checkpoint does that, cheaply, because little is left to copy.
+/// automatic checkpoint does that, cheaply, because little is left to copy,
+/// and its next commit truncates a WAL larger than `WAL_SIZE_LIMIT`.
+///
+/// A reader that holds a snapshot (an analyst's `sqlite3` shell, a backup)
+/// pins the WAL: it grows with every commit meanwhile. Once the reader has
+/// let go and the writer is idle (no frame appended since the last look),
+/// nothing would shrink it, so this loop truncates it.
 fn checkpoint_loop(store: &Store, stop: &std::sync::atomic::AtomicBool) {
+    let mut previous_frames = -1;
     while !stop.load(std::sync::atomic::Ordering::Acquire) {
         std::thread::sleep(std::time::Duration::from_millis(20));
-        if let Err(e) = store.checkpoint() {
-            tracing::debug!(error = %e, "checkpoint skipped");
+        let (frames, copied) = match store.checkpoint() {
+            Ok(counts) => counts,
+            Err(e) => {
+                tracing::debug!(error = %e, "checkpoint skipped");
+                continue;
+            }
+        };
+        let idle = frames == previous_frames;
+        previous_frames = frames;
+        if idle
+            && frames > 0
+            && copied == frames
+            && store
+                .wal_bytes()
+                .is_ok_and(|b| b > oms_core::WAL_SIZE_LIMIT)
+        {
+            match store.truncate_wal() {
+                Ok(true) => tracing::info!("the WAL had grown past its limit and was truncated"),
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "WAL truncation skipped"),
+            }
         }
     }
-    // A last one so the file is compact after a clean shutdown.
+    // The writer has stopped: copy everything back and leave an empty WAL.
     let _ = store.checkpoint();
+    let _ = store.truncate_wal();
 }
 
 fn writer_loop(
@@ -270,6 +382,7 @@ fn writer_loop(
     max_batch: usize,
     feed: &Feed,
     metrics: &Metrics,
+    health: &WriteHealth,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     let mut last_seq = store.last_seq().unwrap_or(Seq(0));
@@ -303,7 +416,20 @@ fn writer_loop(
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the new changes"),
             },
+            Err(Error::StorageFull) => {}
             Err(e) => tracing::error!(error = %e, jobs = batch.len(), "group commit failed"),
+        }
+        // A full disk fails the commit, or the jobs whose statements found
+        // no room: either way the writes are refused until space is freed.
+        let full_jobs = match &result {
+            Err(Error::StorageFull) => batch.len(),
+            _ => batch.iter().filter(|job| job.storage_full()).count(),
+        };
+        if full_jobs > 0 {
+            metrics.write_failed("storage_full", full_jobs);
+            health.failed("the disk holding the database is full", full_jobs);
+        } else if result.is_ok() {
+            health.succeeded();
         }
         for job in batch.drain(..) {
             job.finish(result.as_ref().map(|_| ()));

@@ -69,6 +69,41 @@ pub fn problem(p: &Problem) -> Response {
     res
 }
 
+/// Headers every answer carries, set in one place after the handler ran:
+/// - `X-Content-Type-Options: nosniff` on every answer, so a browser never
+///   reads a JSON or CSV answer as something else (OWASP REST Security);
+/// - `Cache-Control: no-store` unless the handler chose a cache policy
+///   (an embedded asset may be cached; answers with a user's data, and
+///   errors, must not be kept by a browser or a proxy);
+/// - `WWW-Authenticate: Bearer` on every 401 (RFC 9110 §11.6.1, RFC 6750
+///   §3), with `error="invalid_token"` when a token was sent and refused.
+pub fn common_headers(res: &mut Response, token_given: bool) {
+    let headers = res.headers_mut();
+    headers.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(hyper::header::CACHE_CONTROL) {
+        headers.insert(
+            hyper::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+    }
+    if res.status() == StatusCode::UNAUTHORIZED
+        && !res.headers().contains_key(hyper::header::WWW_AUTHENTICATE)
+    {
+        let challenge = if token_given {
+            r#"Bearer realm="oms", error="invalid_token", error_description="the token is invalid, expired or revoked""#
+        } else {
+            r#"Bearer realm="oms""#
+        };
+        res.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+}
+
 /// Reads the whole body, refusing more than `max` bytes with 413 (at once
 /// when `Content-Length` says so, otherwise as soon as it is exceeded).
 pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Problem> {
@@ -102,6 +137,144 @@ pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Prob
     }
 }
 
+/// Reads a JSON request body: [`read_body`], after which a media type
+/// other than JSON is refused with 415 (the body is read first so the
+/// connection stays usable). `application/json` and any
+/// `application/*+json` are JSON; a `charset` other than UTF-8 is not (RFC
+/// 8259 §8.1). A missing `Content-Type` is refused too: a body sent
+/// without one (curl's `-d` says form data) is not known to be JSON.
+pub async fn read_json_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Problem> {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)").to_string());
+    let bytes = read_body(req, max).await?;
+    match content_type {
+        Some(media) if is_json_media_type(&media) => Ok(bytes),
+        Some(media) => Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("the body must be JSON (Content-Type: application/json), not {media:?}"),
+        )),
+        None => Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON: send Content-Type: application/json",
+        )),
+    }
+}
+
+/// True for `application/json` and `application/*+json` (case-insensitive),
+/// with no charset or a UTF-8 one.
+fn is_json_media_type(value: &str) -> bool {
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json") && sub.len() > "+json".len());
+    let charset_ok = parts.all(|param| match param.split_once('=') {
+        Some((name, v)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let v = v.trim().trim_matches('"');
+            v.eq_ignore_ascii_case("utf-8") || v.eq_ignore_ascii_case("utf8")
+        }
+        _ => true,
+    });
+    json && charset_ok
+}
+
+/// The largest integer every JSON parser reads exactly: IEEE 754 doubles
+/// (JavaScript, most JSON libraries) lose precision above 2^53 − 1.
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// A JSON value that every parser reads the same way (I-JSON, RFC 7493):
+/// no member name twice in one object (parsers disagree on which one wins:
+/// a proxy may check the first and oms act on the last), and no number
+/// outside ±(2^53 − 1) (a JavaScript client and oms would read different
+/// values). Strings that are not valid Unicode
+/// (a lone surrogate escape) are refused by serde_json itself.
+struct Interoperable(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Interoperable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(InteroperableVisitor).map(Interoperable)
+    }
+}
+
+struct InteroperableVisitor;
+
+impl InteroperableVisitor {
+    fn number<E: serde::de::Error>(
+        n: f64,
+        value: serde_json::Value,
+    ) -> Result<serde_json::Value, E> {
+        if n.is_finite() && n.abs() <= MAX_EXACT_INTEGER {
+            Ok(value)
+        } else {
+            Err(E::custom(format!(
+                "the number {value} is outside ±9007199254740991, the range every JSON parser reads exactly"
+            )))
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for InteroperableVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Self::number(v as f64, v.into())
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Self::number(v as f64, v.into())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Self::number(v, v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Interoperable(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Interoperable(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the member {key:?} appears twice in one object"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+}
+
+/// Parses a request body as JSON that every parser reads the same way
+/// ([`Interoperable`]); 400 naming the problem otherwise.
+fn parse_interoperable(bytes: &[u8]) -> Result<serde_json::Value, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = <Interoperable as serde::Deserialize>::deserialize(&mut de)
+        .and_then(|Interoperable(v)| de.end().map(|()| v))
+        .map_err(|e| Problem::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
 /// Reads and drops a body the answer does not need, so the connection can
 /// be kept: answering while the client still sends makes hyper close it
 /// under the client, which then sees a reset or a dead pooled connection
@@ -131,8 +304,7 @@ pub fn parse_json_nullable<T: DeserializeOwned>(
     nullable: &[&str],
     server_set: &[&str],
 ) -> Result<T, Problem> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| Problem::bad_request(format!("malformed JSON: {e}")))?;
+    let value = parse_interoperable(bytes)?;
     let Some(object) = value.as_object() else {
         return Err(Problem::bad_request("the body must be a JSON object"));
     };
@@ -221,5 +393,57 @@ impl<T: Serialize> Page<T> {
             None
         };
         Page { items, next }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_media_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json_media_type(ok), "{ok}");
+        }
+        for refused in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/json; charset=latin1",
+            "application/+json",
+            "text/json",
+            "",
+        ] {
+            assert!(!is_json_media_type(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn bodies_that_parsers_read_differently_are_refused() {
+        let refused = |body: &str| parse_interoperable(body.as_bytes()).unwrap_err().detail;
+        assert!(refused(r#"{"a": 1, "a": 2}"#).contains("twice"));
+        assert!(refused(r#"{"x": {"b": 1, "b": 1}}"#).contains("twice"));
+        assert!(refused(r#"{"q": 9007199254740993}"#).contains("9007199254740991"));
+        assert!(refused(r#"{"q": -9007199254740992}"#).contains("9007199254740991"));
+        assert!(refused(r#"{"q": 1e300}"#).contains("9007199254740991"));
+        assert!(refused(r#"{"q": 123456789012345678901234567890}"#).contains("9007199254740991"));
+        let lone = refused(r#"{"s": "\ud800"}"#);
+        assert!(lone.contains("escape"), "{lone}");
+        assert!(refused("{\"a\": 1} {}").contains("trailing"));
+        assert!(refused("\u{feff}{}").contains("malformed"));
+        assert!(refused(r#"{"a": 1,}"#).contains("malformed"));
+        assert!(refused(r#"{"a": NaN}"#).contains("malformed"));
+        let ok = parse_interoperable(
+            br#"{"q": 9007199254740991, "l": [{"a": 1}, {"a": 2}], "f": 1.5, "n": null}"#,
+        )
+        .unwrap();
+        assert_eq!(ok["q"], serde_json::json!(9_007_199_254_740_991_i64));
+        assert_eq!(ok["l"][1]["a"], serde_json::json!(2));
     }
 }

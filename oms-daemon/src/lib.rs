@@ -10,12 +10,14 @@
 pub mod auth;
 pub mod config;
 mod db;
+mod exposition;
 mod feed;
 mod handlers;
 mod http;
 mod metrics;
 pub mod problem;
 pub mod routes;
+mod sd_notify;
 pub mod session;
 
 use std::collections::HashSet;
@@ -274,6 +276,7 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
         .map(str::to_string)
         .unwrap_or_else(next_request_id);
     let matched = routes::match_path(req.uri().path());
+    let token_given = req.headers().contains_key(AUTHORIZATION);
     let route_label = matched.as_ref().map_or("unmatched", |m| m.route.pattern());
     let path = req.uri().path().to_string();
 
@@ -285,9 +288,21 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             drained = http::discard_body(req, app.config.max_body).await;
             http::problem(&Problem::not_found(format!("no route for {path}")))
         }
+        Some(matched) if method == hyper::Method::OPTIONS => {
+            // What the route answers, for anyone: the methods are no secret.
+            drained = http::discard_body(req, app.config.max_body).await;
+            let mut res = http::empty(StatusCode::NO_CONTENT);
+            if let Ok(v) = HeaderValue::from_str(&routes::allowed_methods(matched.route)) {
+                res.headers_mut().insert(hyper::header::ALLOW, v);
+            }
+            res
+        }
         Some(matched) => {
             let credential = session::credential(req.headers());
-            let principal = credential.and_then(|c| app.keys.verify(c.token()));
+            let principal = match credential {
+                Some(c) => authenticate(&app, c.token()).await,
+                None => None,
+            };
             // Only a bad bearer token is refused where no token is needed:
             // a stale session cookie must not lock a browser out of the
             // login page, so it counts as no credential at all.
@@ -342,6 +357,7 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
+    http::common_headers(&mut response, token_given);
     if !drained || response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         // The rest of an oversized body is never read: say that this
         // connection ends here, so the client does not reuse it.
@@ -375,6 +391,24 @@ fn is_safe(method: &hyper::Method) -> bool {
         *method,
         hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS
     )
+}
+
+/// The caller of a token (bearer header or session cookie): it must verify and still match
+/// the user's current grant (the user exists, with the same role, customer
+/// and token generation), read on every request so that removing a user or
+/// changing its password or role ends its tokens at once, whichever
+/// process made the change. A database error counts as no caller: the
+/// request is refused rather than let through unchecked.
+async fn authenticate(app: &App, token: &str) -> Option<auth::Principal> {
+    let presented = app.keys.verify(token)?;
+    let user = presented.user;
+    match app.db.lookup(move |store| store.token_grant(user)).await {
+        Ok(grant) => presented.principal(grant.as_ref()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check a token against its user");
+            None
+        }
+    }
 }
 
 fn method_label(method: &hyper::Method) -> &'static str {
@@ -425,7 +459,15 @@ pub fn run(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<(), Star
         let app = App::open(config)?;
         tracing::info!(address = %local, "listening");
         on_ready(local);
-        serve(listener, Arc::clone(&app), shutdown_signal())
+        // Ready for systemd (Type=notify) only now: the listener is bound
+        // (connections queue until the accept loop takes them) and the
+        // database is open and migrated.
+        sd_notify::notify_or_log(&format!("READY=1\nSTATUS=serving http://{local}/"));
+        let shutdown = async {
+            shutdown_signal().await;
+            sd_notify::notify_or_log("STOPPING=1\nSTATUS=shutting down");
+        };
+        serve(listener, Arc::clone(&app), shutdown)
             .await
             .map_err(|source| StartError::Io {
                 context: "server failed".into(),
@@ -468,10 +510,22 @@ fn init_tracing() {
     let json = std::env::var("OMS_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(stderr_wants_colour())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Whether text logs on stderr may carry ANSI colours: only when stderr is
+/// a terminal and `NO_COLOR` is unset or empty (no-color.org). A file
+/// (`oms serve 2>oms.log`), a pipe or journald gets plain text; the fmt
+/// layer would otherwise colour them regardless. Every place that sets up
+/// logging (here and the CLI) asks this.
+pub fn stderr_wants_colour() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }

@@ -21,6 +21,11 @@ struct RouteLabels {
     route: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -29,6 +34,7 @@ pub struct Metrics {
     orders_placed: Counter,
     feed_waiters: Gauge,
     batch_size: Histogram,
+    write_failures: Family<CauseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,8 +78,15 @@ impl Metrics {
             "Jobs per group commit",
             batch_size.clone(),
         );
+        let write_failures = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "write_failures",
+            "Writes refused because their commit failed, by cause (storage_full: the disk is full)",
+            write_failures.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            write_failures,
             requests,
             latency,
             orders_placed,
@@ -108,6 +121,13 @@ impl Metrics {
 
     pub fn observe_batch(&self, jobs: usize) {
         self.batch_size.observe(jobs as f64);
+    }
+
+    /// Counts `jobs` writes that failed for `cause`.
+    pub fn write_failed(&self, cause: &'static str, jobs: usize) {
+        self.write_failures
+            .get_or_create(&CauseLabels { cause })
+            .inc_by(jobs as u64);
     }
 
     /// The text exposition format.

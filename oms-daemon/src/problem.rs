@@ -23,6 +23,9 @@ pub struct Problem {
     pub retry_after: Option<u64>,
 }
 
+/// `Retry-After` of an answer refused because the disk is full.
+pub const STORAGE_FULL_RETRY_SECS: u64 = 10;
+
 impl Problem {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
         Problem {
@@ -115,6 +118,9 @@ impl Problem {
                 p
             }
             Error::Busy { .. } => Problem::unavailable("the database is busy; retry", 1),
+            // Not a bug of the request or of oms: name the cause, and say
+            // when to retry (the write succeeds once space is freed).
+            Error::StorageFull => Problem::unavailable(e.to_string(), STORAGE_FULL_RETRY_SECS),
             Error::SchemaTooNew { .. } | Error::Io { .. } | Error::Database(_) => {
                 tracing::error!(error = %e, "internal error");
                 Problem::internal()

@@ -151,7 +151,11 @@ pub struct Matched {
     pub param: Option<String>,
 }
 
-/// Matches a request path (no query string) to a route.
+/// Matches a request path (no query string) to a route. Each segment is
+/// percent-decoded before it is matched (RFC 3986 §2.1: `%57ID-1` is
+/// `WID-1`, and `CAF%C3%89-1` is the SKU `CAFÉ-1`, as every HTTP client
+/// sends it); an encoded `/` stays inside its segment. A segment that does
+/// not decode to UTF-8 matches nothing.
 pub fn match_path(path: &str) -> Option<Matched> {
     let plain = |route| Some(Matched { route, param: None });
     let with = |route, p: &str| {
@@ -164,7 +168,13 @@ pub fn match_path(path: &str) -> Option<Matched> {
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
         .unwrap_or(path);
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let decoded: Vec<std::borrow::Cow<'_, str>> = path
+        .split('/')
+        .skip(1)
+        .map(|segment| percent_encoding::percent_decode_str(segment).decode_utf8())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let segments: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
     match segments.as_slice() {
         [""] => plain(Route::Dashboard),
         ["track", code] => with(Route::TrackPage, code),
@@ -250,11 +260,7 @@ pub fn authorize(
     principal: Option<Principal>,
     peer: SocketAddr,
 ) -> Result<Access, Problem> {
-    let rule = RULES
-        .iter()
-        .find(|(r, m, _)| *r == route && m == method)
-        .map(|(_, _, rule)| *rule)
-        .ok_or_else(|| method_not_allowed(route))?;
+    let rule = rule_for(route, method).ok_or_else(|| method_not_allowed(route))?;
     let access = match principal {
         None => Access::Anonymous,
         Some(Principal::Admin { user }) => Access::Admin(user),
@@ -272,14 +278,32 @@ pub fn authorize(
     }
 }
 
-/// The methods a route answers, for the `Allow` header.
-pub fn allowed_methods(route: Route) -> String {
+/// The rule of (route, method). HEAD is GET without the body (RFC 9110
+/// §9.3.2), so it has GET's rule wherever GET has one.
+fn rule_for(route: Route, method: &Method) -> Option<Rule> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     RULES
         .iter()
-        .filter(|(r, _, _)| *r == route)
-        .map(|(_, m, _)| m.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+        .find(|(r, m, _)| *r == route && m == method)
+        .map(|(_, _, rule)| *rule)
+}
+
+/// The methods a route answers, for the `Allow` header: those of
+/// [`RULES`], HEAD wherever GET is, and OPTIONS (answered for every route).
+pub fn allowed_methods(route: Route) -> String {
+    let mut methods: Vec<&str> = Vec::new();
+    for (_, method, _) in RULES.iter().filter(|(r, _, _)| *r == route) {
+        methods.push(method.as_str());
+        if method == Method::GET {
+            methods.push(Method::HEAD.as_str());
+        }
+    }
+    methods.push(Method::OPTIONS.as_str());
+    methods.join(", ")
 }
 
 fn method_not_allowed(route: Route) -> Problem {
@@ -320,6 +344,17 @@ mod tests {
         );
         assert!(match_path("/track/").is_none());
         assert!(match_path("/assets/a/b.js").is_none());
+        // Segments are percent-decoded before matching.
+        let product = |path| match_path(path).and_then(|m| m.param);
+        assert_eq!(product("/api/products/%57ID-1").as_deref(), Some("WID-1"));
+        assert_eq!(
+            product("/api/products/CAF%C3%89-1").as_deref(),
+            Some("CAFÉ-1")
+        );
+        assert_eq!(product("/api/products/A%231").as_deref(), Some("A#1"));
+        assert_eq!(product("/api/products/A%2FB").as_deref(), Some("A/B"));
+        assert_eq!(match_path("/api/%6Frders").unwrap().route, Route::Orders);
+        assert!(match_path("/api/products/%FF").is_none(), "not UTF-8");
         assert!(match_path("/api/payments/webhook").is_none());
         assert!(match_path("/api/orders/1/status/x").is_none());
     }
@@ -336,5 +371,14 @@ mod tests {
         assert_eq!(err.status, hyper::StatusCode::UNAUTHORIZED);
         let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert!(authorize(Route::Metrics, &Method::GET, None, local).is_ok());
+        // HEAD has GET's rule, and only where GET has one.
+        assert!(authorize(Route::Healthz, &Method::HEAD, None, peer).is_ok());
+        let err = authorize(Route::Login, &Method::HEAD, None, peer).unwrap_err();
+        assert_eq!(err.status, hyper::StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(allowed_methods(Route::Login), "POST, OPTIONS");
+        assert_eq!(
+            allowed_methods(Route::Product),
+            "GET, HEAD, PATCH, DELETE, OPTIONS"
+        );
     }
 }

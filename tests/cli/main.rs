@@ -11,6 +11,8 @@ mod customers;
 mod misc;
 mod orders;
 mod products;
+mod scripting;
 mod serve;
+mod service;
 mod support;
 mod users;

@@ -344,3 +344,57 @@ fn export_reimports_into_a_fresh_database() {
     }
     fresh.assert_verifies();
 }
+
+/// `--search` folds case beyond ASCII, for products, customers and orders.
+#[test]
+fn search_finds_non_ascii_text_in_any_case() {
+    let db = Db::new();
+    db.ok(&[
+        "product",
+        "add",
+        "--sku",
+        "ZOE-1",
+        "--name",
+        "Zoë gadget",
+        "--price",
+        "5.00",
+        "--stock",
+        "3",
+    ]);
+    db.ok(&[
+        "product", "add", "--sku", "OTHER", "--name", "Other", "--price", "1.00", "--stock", "3",
+    ]);
+    db.ok(&[
+        "customer",
+        "add",
+        "--name",
+        "Зоя Петрова",
+        "--email",
+        "zoya@example.com",
+    ]);
+    db.ok(&[
+        "order",
+        "place",
+        "--customer",
+        "zoya@example.com",
+        "--item",
+        "ZOE-1:1",
+    ]);
+    assert_eq!(
+        db.ok(&["product", "list", "-q", "--search", "ZOË"]).trim(),
+        "1"
+    );
+    assert_eq!(
+        db.ok(&["customer", "list", "-q", "--search", "ПЕТРОВА"])
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        db.ok(&["order", "list", "-q", "--search", "zoë"]).trim(),
+        "1"
+    );
+    assert_eq!(
+        db.ok(&["order", "list", "-q", "--search", "ЗОЯ"]).trim(),
+        "1"
+    );
+}

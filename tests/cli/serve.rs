@@ -674,3 +674,260 @@ fn event_streams_see_other_processes_and_end_on_sigterm() {
         started.elapsed()
     );
 }
+
+/// Mints a token for `email` with `oms token create`.
+fn token_for(db: &Db, email: &str) -> String {
+    let out = oms(db, &["token", "create", "--email", email]);
+    assert_eq!(
+        out.status.code(),
+        Some(OK),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("token is UTF-8")
+        .trim()
+        .to_string()
+}
+
+/// A removed user, a changed password and a changed role each end every
+/// token issued before, at once, though the change is made by another
+/// process (`oms user ...`) while the daemon serves.
+#[test]
+fn user_remove_passwd_and_role_change_end_earlier_tokens_at_once() {
+    let db = Db::new();
+    let removed = "gone@example.com";
+    let rotated = "rotated@example.com";
+    let demoted = "demoted@example.com";
+    for email in [removed, rotated, demoted] {
+        db.ok(&[
+            "user", "add", "--email", email, "--name", "N", "--role", "admin",
+        ]);
+    }
+    let tokens: Vec<String> = [removed, rotated, demoted]
+        .iter()
+        .map(|email| token_for(&db, email))
+        .collect();
+    let server = Server::start(&db, &[]);
+    let agent = agent();
+    let create = |token: &str, sku: &str| {
+        post(
+            &agent,
+            &server.url("/api/products"),
+            Some(token),
+            None,
+            &serde_json::json!({"sku": sku, "name": "Widget", "price": "1.00"}),
+        )
+        .expect("create a product")
+    };
+    for (n, token) in tokens.iter().enumerate() {
+        let made = create(token, &format!("BEFORE-{n}"));
+        assert_eq!(made.status, 201, "before the change: {}", made.text);
+    }
+
+    db.ok(&["user", "remove", removed]);
+    let passwd = db.run_stdin(
+        &["user", "passwd", rotated, "--password-stdin"],
+        "a-new-long-passphrase\n",
+    );
+    assert_eq!(passwd.code, OK, "passwd: {}", passwd.stderr);
+    db.ok(&["user", "update", demoted, "--role", "customer"]);
+
+    for (n, token) in tokens.iter().enumerate() {
+        let refused = create(token, &format!("AFTER-{n}"));
+        assert_eq!(
+            refused.status, 401,
+            "token {n} after the change: {}",
+            refused.text
+        );
+        let list = get(&agent, &server.url("/api/orders"), Some(token)).expect("list");
+        assert_eq!(list.status, 401, "token {n} on a read: {}", list.text);
+    }
+    // Nothing was created after the change, and nothing credits a user
+    // that no longer exists.
+    let skus: Vec<String> = db
+        .json(&["product", "list"])
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| s(p, "sku").to_string())
+        .collect();
+    assert!(!skus.iter().any(|s| s.starts_with("AFTER")), "{skus:?}");
+
+    // Tokens issued after the change work with the new grant.
+    let fresh = token_for(&db, rotated);
+    assert_eq!(create(&fresh, "AFTER-FRESH").status, 201);
+    let demoted_now = token_for(&db, demoted);
+    let as_customer = create(&demoted_now, "AFTER-DEMOTED");
+    assert_eq!(
+        as_customer.status, 403,
+        "now a customer: {}",
+        as_customer.text
+    );
+}
+
+/// A tmpfs of `mib` MiB mounted on `dir`, unmounted on drop.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts it, or says why not (not root, no mount permission) and
+    /// returns `None`.
+    fn mount(dir: &std::path::Path, mib: u32) -> Option<SmallDisk> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(SmallDisk {
+                dir: dir.to_path_buf(),
+            }),
+            Ok(out) => {
+                eprintln!(
+                    "skipped: cannot mount a small tmpfs here ({})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount ({e})");
+                None
+            }
+        }
+    }
+
+    /// Writes a file until the filesystem is full; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.join("filler");
+        let mut file = std::fs::File::create(&path).expect("create the filler");
+        let chunk = vec![0u8; 16 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        // Small writes take what the large ones left.
+        while file.write_all(&[0u8; 512]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+/// With the database's filesystem full, every HTTP write is refused with
+/// a 503 problem that names the cause and says when to retry, `/healthz`
+/// says writes are failing, `/metrics` counts them, the daemon logs the
+/// episode once (not per request), the CLI says the disk is full, and all
+/// of it recovers the moment space comes back, with nothing lost.
+#[test]
+fn a_full_disk_is_reported_honestly_and_recovers() {
+    let db = Db::empty();
+    let Some(disk) = SmallDisk::mount(db.dir(), 6) else {
+        return;
+    };
+    db.ok(&["init"]);
+    db.ok(&[
+        "product", "add", "--sku", "W", "--name", "Widget", "--price", "1.00", "--stock", "1000000",
+    ]);
+    db.ok(&["customer", "add", "--name", "C", "--email", "c@x.io"]);
+    let token = admin_token(&db);
+    let mut server = Server::start(&db, &[]);
+    let agent = agent();
+    let place = |n: usize| {
+        post(
+            &agent,
+            &server.url("/api/orders"),
+            Some(&token),
+            Some(&format!("disk-{n}")),
+            &json!({"customer_id": 1, "items": [{"sku": "W", "quantity": 1}]}),
+        )
+        .expect("place")
+    };
+    let mut acknowledged: Vec<i64> = Vec::new();
+    for attempt in 0..20 {
+        let reply = place(attempt);
+        assert_eq!(reply.status, 201, "before the disk is full: {}", reply.text);
+        acknowledged.push(n(&reply.body, "id"));
+    }
+
+    let filler = disk.fill();
+    let mut refused = 0;
+    let mut refusal = None;
+    for attempt in 20..2020 {
+        let reply = place(attempt);
+        match reply.status {
+            201 => acknowledged.push(n(&reply.body, "id")),
+            503 => {
+                refused += 1;
+                refusal = Some(reply);
+                if refused >= 20 {
+                    break;
+                }
+            }
+            other => panic!("a write on a full disk answered {other}: {}", reply.text),
+        }
+    }
+    let refusal = refusal.expect("writes on a full disk were refused");
+    assert_eq!(refusal.body["status"], 503);
+    let detail = s(&refusal.body, "detail");
+    assert!(
+        detail.contains("disk") && detail.contains("full"),
+        "{detail}"
+    );
+
+    let mut req = agent.get(&server.url("/healthz"));
+    req = req.header("accept", "application/json");
+    let health = reply(req.call().expect("healthz")).expect("healthz body");
+    assert_eq!(health.status, 503, "healthz while full: {}", health.text);
+    assert_eq!(health.body["writes"], "failing", "{}", health.text);
+    let metrics = get(&agent, &server.url("/metrics"), None)
+        .expect("metrics")
+        .text;
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with("oms_write_failures_total{cause=\"storage_full\"}"))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        counted >= refused as f64,
+        "metrics count {counted} < {refused}:\n{metrics}"
+    );
+
+    let cli = db.run(&["order", "place", "--customer", "c@x.io", "--item", "W:1"]);
+    assert_eq!(cli.code, INTERNAL, "CLI on a full disk: {}", cli.stderr);
+    assert!(
+        cli.stderr.contains("disk") && cli.stderr.contains("full"),
+        "{}",
+        cli.stderr
+    );
+
+    // Space comes back: the next write succeeds without a restart.
+    std::fs::remove_file(&filler).expect("free the space");
+    let back = place(5000);
+    assert_eq!(back.status, 201, "after space came back: {}", back.text);
+    acknowledged.push(n(&back.body, "id"));
+    let health = get(&agent, &server.url("/healthz"), None).expect("healthz");
+    assert_eq!(
+        health.status, 200,
+        "healthz after recovery: {}",
+        health.text
+    );
+    server.wait_line(|l| l.contains("writes succeed again"), STARTUP);
+    let log = server.log();
+    let episodes = log.matches("writes are failing").count();
+    assert_eq!(
+        episodes, 1,
+        "one log line for the episode, not one per request:\n{log}"
+    );
+
+    server.terminate();
+    assert!(server.wait_exit(STARTUP).is_some_and(|s| s.success()));
+    for id in &acknowledged {
+        assert_eq!(s(&db.order(*id), "status"), "PENDING", "order {id}");
+    }
+    db.assert_verifies();
+}

@@ -14,7 +14,7 @@ pub struct ChangesArgs {
     /// Only changes after this sequence number.
     #[arg(long, default_value_t = 0)]
     pub after: i64,
-    /// At most this many changes (per poll with --follow).
+    /// At most this many changes (per poll with --follow; 0: no limit).
     #[arg(long, default_value_t = 1000)]
     pub limit: u64,
     /// Keep printing new changes as other processes commit them (Ctrl-C to stop).
@@ -30,8 +30,9 @@ pub fn run(ctx: &Ctx, args: ChangesArgs) -> Result {
     let store = ctx.store()?;
     let out = ctx.output(Format::Jsonl);
     let mut after = Seq(args.after.max(0));
+    let limit = super::list_limit(Some(args.limit)).unwrap_or(u64::MAX);
     loop {
-        let changes = store.changes_after(after, args.limit.max(1), None)?;
+        let changes = store.changes_after(after, limit, None)?;
         if let Some(last) = changes.last() {
             after = last.seq;
         }
@@ -40,7 +41,7 @@ pub fn run(ctx: &Ctx, args: ChangesArgs) -> Result {
         }
         if !changes.is_empty() {
             out.list(&changes)?;
-            if changes.len() as u64 >= args.limit.max(1) {
+            if changes.len() as u64 >= limit {
                 continue;
             }
         }

@@ -48,7 +48,7 @@ pub struct ListArgs {
     /// Case-insensitive text in the name or e-mail.
     #[arg(long)]
     pub search: Option<String>,
-    /// At most this many rows.
+    /// At most this many rows (none given, or 0: no limit).
     #[arg(long)]
     pub limit: Option<u64>,
     /// Only customers with an id greater than this (pagination cursor).
@@ -89,7 +89,7 @@ pub fn run(ctx: &Ctx, cmd: CustomerCommand) -> Result {
         CustomerCommand::List(args) => {
             let query = CustomerQuery {
                 search: args.search,
-                limit: args.limit,
+                limit: super::list_limit(args.limit),
                 after: args.after.map(CustomerId),
             };
             ctx.out().list(&ctx.store()?.customers(&query)?)

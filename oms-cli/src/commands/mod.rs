@@ -6,6 +6,7 @@ pub mod changes;
 pub mod completions;
 pub mod customer;
 pub mod init;
+pub mod man;
 pub mod order;
 pub mod product;
 pub mod serve;
@@ -62,6 +63,7 @@ pub fn run(cli: Cli) -> Result {
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Token(cmd) => token::run(&ctx, cmd),
         Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 
@@ -94,6 +96,14 @@ fn verify(ctx: &Ctx) -> Result {
     } else {
         Err(oms_core::Error::Drift(report.problems.len()).into())
     }
+}
+
+/// The `--limit N` of every list command (`order list`, `order export`,
+/// `product list`, `customer list`, `changes`, and any list added later):
+/// at most N rows, and `--limit 0` for no limit. One function, so 0 means
+/// the same everywhere.
+pub fn list_limit(limit: Option<u64>) -> Option<u64> {
+    limit.filter(|&n| n > 0)
 }
 
 /// `FILE` or `-` and `--dry-run`, shared by every `import` command.

@@ -27,12 +27,15 @@ pub enum OrderCommand {
     Edit(EditArgs),
     /// Move an order to paid, fulfilled or cancelled (retrying the same status is a no-op).
     Status(StatusArgs),
-    /// Mark an order PAID.
-    Pay(IdArgs),
-    /// Ship a PAID order (FULFILLED): its units leave stock.
-    Fulfill(IdArgs),
-    /// Cancel a PENDING or PAID order, releasing its stock.
-    Cancel(IdArgs),
+    /// Mark orders PAID.
+    #[command(after_help = BATCH_HELP)]
+    Pay(IdsArgs),
+    /// Ship PAID orders (FULFILLED): their units leave stock.
+    #[command(after_help = BATCH_HELP)]
+    Fulfill(IdsArgs),
+    /// Cancel PENDING or PAID orders, releasing their stock.
+    #[command(after_help = BATCH_HELP)]
+    Cancel(IdsArgs),
     /// Remove a PENDING (stock released) or CANCELLED order.
     Remove {
         /// Order id.
@@ -108,7 +111,7 @@ impl FilterArgs {
 pub struct ListArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// At most this many orders (0 for all).
+    /// At most this many orders (0: no limit).
     #[arg(long, default_value_t = 100)]
     pub limit: u64,
 }
@@ -117,7 +120,7 @@ pub struct ListArgs {
 pub struct ExportArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// At most this many orders.
+    /// At most this many orders (none given, or 0: no limit).
     #[arg(long)]
     pub limit: Option<u64>,
     /// One row per order with an `items` column SKU*QTY;SKU*QTY.
@@ -142,10 +145,66 @@ pub struct StatusArgs {
     pub status: Status,
 }
 
+/// How `pay`, `fulfill` and `cancel` treat several ids (also in the README).
+const BATCH_HELP: &str = "\
+Several ids: each order changes in its own transaction, so one failure undoes
+nothing else. Every failure is reported on stderr as `error: order ID: ...`;
+the orders that changed are printed as a list (-q: their ids). The exit code
+is the most severe of the failures: 1 (internal) > 2 (usage) > 5 (invalid) >
+4 (conflict) > 3 (not found); 0 when every order changed or already had the
+status. Example: oms order list -q --status pending | xargs oms order pay";
+
 #[derive(Debug, Args)]
-pub struct IdArgs {
-    /// Order id.
-    pub id: OrderId,
+pub struct IdsArgs {
+    /// Order ids; `-` reads more ids from stdin, separated by spaces or lines.
+    #[arg(required = true, value_name = "ID")]
+    pub ids: Vec<IdArg>,
+}
+
+/// An order id on the command line, or `-` for ids on stdin.
+#[derive(Debug, Clone, Copy)]
+pub enum IdArg {
+    Id(OrderId),
+    Stdin,
+}
+
+impl std::str::FromStr for IdArg {
+    type Err = oms_core::Error;
+    fn from_str(s: &str) -> oms_core::Result<IdArg> {
+        if s == "-" {
+            Ok(IdArg::Stdin)
+        } else {
+            s.parse().map(IdArg::Id)
+        }
+    }
+}
+
+impl IdsArgs {
+    /// The ids in the order given, with `-` replaced by the ids on stdin
+    /// (read once). A word on stdin that is not an id is a usage error,
+    /// as it would be on the command line, and nothing is changed.
+    fn resolve(&self) -> Result<Vec<OrderId>> {
+        let mut ids = Vec::with_capacity(self.ids.len());
+        let mut stdin_read = false;
+        for arg in &self.ids {
+            match arg {
+                IdArg::Id(id) => ids.push(*id),
+                IdArg::Stdin if stdin_read => {}
+                IdArg::Stdin => {
+                    stdin_read = true;
+                    let text = std::io::read_to_string(std::io::stdin().lock())
+                        .map_err(|e| CliError::io("cannot read order ids from stdin", e))?;
+                    for word in text.split_whitespace() {
+                        let id = word.parse::<OrderId>().map_err(|_| {
+                            CliError::Usage(format!("stdin: {word:?} is not an order id"))
+                        })?;
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+        Ok(ids)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -187,7 +246,7 @@ pub fn run(ctx: &Ctx, cmd: OrderCommand) -> Result {
             ctx.out().one(&outcome.order)
         }
         OrderCommand::List(args) => {
-            let limit = (args.limit > 0).then_some(args.limit);
+            let limit = super::list_limit(Some(args.limit));
             let orders = ctx.store()?.orders(&args.filter.filter(limit)?)?;
             ctx.out().list(&orders)
         }
@@ -199,16 +258,16 @@ pub fn run(ctx: &Ctx, cmd: OrderCommand) -> Result {
             ctx.out().one(&order)
         }
         OrderCommand::Status(args) => set_status(ctx, args.id, args.status),
-        OrderCommand::Pay(args) => set_status(ctx, args.id, Status::Paid),
-        OrderCommand::Fulfill(args) => set_status(ctx, args.id, Status::Fulfilled),
-        OrderCommand::Cancel(args) => set_status(ctx, args.id, Status::Cancelled),
+        OrderCommand::Pay(args) => set_statuses(ctx, &args, Status::Paid),
+        OrderCommand::Fulfill(args) => set_statuses(ctx, &args, Status::Fulfilled),
+        OrderCommand::Cancel(args) => set_statuses(ctx, &args, Status::Cancelled),
         OrderCommand::Remove { id } => {
             let mut store = ctx.store()?;
             let order = store.write(&ctx.actor, |tx| tx.remove_order(id))?;
             ctx.out().one(&order)
         }
         OrderCommand::Export(args) => {
-            let filter = args.filter.filter(args.limit)?;
+            let filter = args.filter.filter(super::list_limit(args.limit))?;
             super::export(ctx, |store, out| {
                 csvio::export_orders(store, &filter, args.by_order, out)
             })
@@ -238,6 +297,43 @@ pub fn run(ctx: &Ctx, cmd: OrderCommand) -> Result {
             }
             Ok(())
         }
+    }
+}
+
+/// `pay`, `fulfill`, `cancel`: one id behaves exactly like `order status`;
+/// several are changed one transaction each, every failure reported, and
+/// the exit code is the most severe failure's (see `BATCH_HELP`).
+fn set_statuses(ctx: &Ctx, args: &IdsArgs, to: Status) -> Result {
+    let ids = args.resolve()?;
+    if let [id] = ids[..] {
+        return set_status(ctx, id, to);
+    }
+    if ids.is_empty() {
+        return Err(CliError::Usage(
+            "no order ids given (stdin was empty)".into(),
+        ));
+    }
+    let mut store = ctx.store()?;
+    let mut changed = Vec::with_capacity(ids.len());
+    let mut failures = Vec::new();
+    for &id in &ids {
+        match store.write(&ctx.actor, |tx| tx.set_status(id, to, None)) {
+            Ok(order) => changed.push(order),
+            Err(e) => {
+                let e = CliError::from(e);
+                eprintln!("error: order {id}: {e}");
+                failures.push(e.exit_code());
+            }
+        }
+    }
+    ctx.out().list(&changed)?;
+    match crate::error::most_severe(&failures) {
+        None => Ok(()),
+        Some(code) => Err(CliError::Batch {
+            failed: failures.len(),
+            total: ids.len(),
+            code,
+        }),
     }
 }
 

@@ -56,7 +56,7 @@ pub struct ListArgs {
     /// Case-insensitive text in the name or SKU.
     #[arg(long)]
     pub search: Option<String>,
-    /// At most this many rows.
+    /// At most this many rows (none given, or 0: no limit).
     #[arg(long)]
     pub limit: Option<u64>,
     /// Only products with an id greater than this (pagination cursor).
@@ -109,7 +109,7 @@ pub fn run(ctx: &Ctx, cmd: ProductCommand) -> Result {
         ProductCommand::List(args) => {
             let query = ProductQuery {
                 search: args.search,
-                limit: args.limit,
+                limit: super::list_limit(args.limit),
                 after: args.after.map(ProductId),
             };
             ctx.out().list(&ctx.store()?.products(&query)?)

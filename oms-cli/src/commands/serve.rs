@@ -9,6 +9,14 @@ use super::Ctx;
 use crate::error::{CliError, Result};
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Logs go to stderr: OMS_LOG is the filter (default info), OMS_LOG_FORMAT=json
+gives one JSON object a line. Text logs are coloured only on a terminal (and
+not with NO_COLOR set), so a file, a pipe or journald gets plain text.
+
+Under systemd (Type=notify; packaging/systemd/oms.service) oms sends READY=1
+to $NOTIFY_SOCKET once it listens and the database is open, and STOPPING=1
+when SIGINT or SIGTERM starts the graceful shutdown.")]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "OMS_LISTEN", default_value = "127.0.0.1:8080")]

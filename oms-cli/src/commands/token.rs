@@ -27,14 +27,18 @@ pub struct CreateArgs {
 
 pub fn run(ctx: &Ctx, cmd: TokenCommand) -> Result {
     let TokenCommand::Create(args) = cmd;
-    let user = ctx.store()?.user(&args.email)?;
+    let account = ctx
+        .store()?
+        .credentials(&args.email)?
+        .ok_or_else(|| oms_core::Error::not_found("user", &args.email))?;
+    let user = account.user;
     let secret = std::env::var("OMS_JWT_SECRET")
         .ok()
         .filter(|s| !s.is_empty());
     let keys = oms_daemon::token_keys(secret, &ctx.global.db)
         .map_err(|e| CliError::Serve(e.to_string()))?;
     let (token, expires_at) = keys
-        .mint(&user, args.ttl)
+        .mint(&account.grant, args.ttl)
         .map_err(|e| CliError::Serve(format!("cannot sign the token: {e}")))?;
     match ctx.global.format {
         Some(Format::Json | Format::Jsonl) => println!(

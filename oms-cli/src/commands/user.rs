@@ -1,7 +1,7 @@
 //! `oms user`: accounts that log in to the daemon.
 
 use clap::{Args, Subcommand};
-use oms_core::{NewUser, Role, parse_email, parse_name, password};
+use oms_core::{NewUser, Role, UserPatch, parse_email, parse_name, password};
 
 use super::Ctx;
 use crate::error::Result;
@@ -15,9 +15,15 @@ pub enum UserCommand {
     Add(AddArgs),
     /// List users.
     List,
-    /// Set a user's password, read from stdin.
+    /// Set a user's password, read from stdin. Every token issued to the
+    /// user before stops working.
     Passwd(PasswdArgs),
-    /// Remove a user (a customer's record and orders stay).
+    /// Rename a user or change its role. A role change ends every token
+    /// issued to the user before; a customer made admin keeps its customer
+    /// record and orders but is no longer linked to them.
+    Update(UpdateArgs),
+    /// Remove a user (a customer's record and orders stay). Every token
+    /// issued to the user stops working.
     Remove {
         /// The user's e-mail.
         email: String,
@@ -46,6 +52,17 @@ pub struct PasswdArgs {
     /// Read the new password from the first line of stdin (required).
     #[arg(long, required = true)]
     pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The user's e-mail.
+    pub email: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// admin or customer.
+    #[arg(long)]
+    pub role: Option<String>,
 }
 
 pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result {
@@ -77,6 +94,19 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result {
             let user = store.write(&ctx.actor, |tx| tx.set_password(&args.email, &hash))?;
             note(&format!("password changed for {}", user.email));
             Ok(())
+        }
+        UserCommand::Update(args) => {
+            let patch = UserPatch {
+                name: args
+                    .name
+                    .as_deref()
+                    .map(|n| parse_name("name", n))
+                    .transpose()?,
+                role: args.role.as_deref().map(str::parse).transpose()?,
+            };
+            let mut store = ctx.store()?;
+            let user = store.write(&ctx.actor, |tx| tx.update_user(&args.email, &patch))?;
+            ctx.out().one(&user)
         }
         UserCommand::Remove { email } => {
             let mut store = ctx.store()?;

@@ -33,9 +33,14 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::{Currency, Error, Result, Timestamp};
 
 pub use group::GroupJob;
-pub use orders::{ExpireOutcome, PlaceOutcome};
+pub use orders::{EXPORT_BATCH, ExpireOutcome, PlaceOutcome};
 pub use schema::SCHEMA_VERSION;
 pub use verify::DriftReport;
+
+/// The size the WAL file returns to once no reader needs its old frames:
+/// at the next commit (`journal_size_limit`), or, when nothing commits, by
+/// the daemon's checkpointer ([`Store::truncate_wal`]).
+pub const WAL_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
 
 /// How long a writer waits for another process's write lock before giving
 /// up with [`Error::Busy`].
@@ -161,6 +166,11 @@ impl Store {
         tracing::debug!(sqlite_version = %version, "opened database");
         if !options.read_only {
             set_wal(&conn, options.busy_timeout)?;
+            // When a commit starts the WAL over (everything in it has been
+            // copied back and no reader still needs it), SQLite truncates
+            // the file to this size, so a WAL that grew while a long reader
+            // pinned it shrinks again at the next commit.
+            conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT as i64)?;
         }
         conn.execute_batch(
             "PRAGMA synchronous = FULL;
@@ -173,6 +183,7 @@ impl Store {
         // new value is bound (the order-items lookup of every GET did), and
         // no query here gains from a value-specific plan.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+        register_functions(&conn)?;
         if !options.read_only {
             schema::migrate(&mut conn)?;
         }
@@ -273,6 +284,31 @@ impl Store {
             })?)
     }
 
+    /// The size in bytes of the WAL file (0 when there is none).
+    pub fn wal_bytes(&self) -> Result<u64> {
+        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
+            return Ok(0);
+        };
+        match std::fs::metadata(format!("{path}-wal")) {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(Error::io("cannot read the size of the WAL file", e)),
+        }
+    }
+
+    /// Copies the whole WAL back and truncates it to zero bytes (a
+    /// TRUNCATE checkpoint). It waits for readers and keeps new writers out
+    /// while it waits, up to this connection's busy timeout, so call it only
+    /// when nothing pins the WAL (after a PASSIVE [`Store::checkpoint`]
+    /// copied every frame) and on a connection with a short timeout.
+    /// Returns false when a reader or writer was in the way.
+    pub fn truncate_wal(&self) -> Result<bool> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
+    }
+
     /// A database-wide setting.
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         settings::get(&self.conn, key)
@@ -293,20 +329,124 @@ impl Store {
             .pragma_query_value(None, "data_version", |r| r.get(0))?)
     }
 
-    /// Writes a consistent copy of the database to `dest` (which must not
-    /// exist), safe while other processes write.
-    pub fn backup(&self, dest: &Path) -> Result<()> {
-        if dest.exists() {
+    /// Writes a consistent copy of the database to `dest`, safe while other
+    /// processes write. An existing `dest` is refused unless `replace` is
+    /// set, and then replaced atomically.
+    ///
+    /// Never half-written: the copy (`VACUUM INTO`) goes to a temporary
+    /// file beside `dest`, is flushed to disk, gets the database file's
+    /// permissions (it holds password hashes and the JWT secret), and only
+    /// then takes `dest`'s name: by `rename` when replacing, by a hard link
+    /// (which refuses an existing name) otherwise. The directory is then
+    /// flushed too. A reader of `dest` sees the old complete file or the
+    /// new complete one; on any failure the temporary file is removed and
+    /// `dest` is left as it was.
+    pub fn backup(&self, dest: &Path, replace: bool) -> Result<()> {
+        self.backup_with(dest, replace, |_| Ok(()))
+    }
+
+    /// [`Store::backup`] with a hook run on the finished temporary file just
+    /// before it takes `dest`'s name (tests inject failures there).
+    fn backup_with(
+        &self,
+        dest: &Path,
+        replace: bool,
+        before_publish: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<()> {
+        if dest.is_dir() {
             return Err(Error::invalid(format!(
-                "{} already exists; choose a new file name",
+                "{} is a directory; give the backup a file name",
                 dest.display()
             )));
         }
-        let dest_text = dest
+        if !replace && dest.exists() {
+            return Err(Error::invalid(format!(
+                "{} already exists; pass --force to replace it, or choose a new file name",
+                dest.display()
+            )));
+        }
+        let name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::invalid("backup path must name a file in valid UTF-8"))?;
+        let dir = match dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::invalid(format!(
+                    "{} is not a directory",
+                    dir.display()
+                )));
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("backup: cannot write into {}", dir.display()),
+                    e,
+                ));
+            }
+        }
+        // Hidden, and named for what it is, should a crash leave it behind.
+        let tmp = dir.join(format!(
+            ".{name}.oms-backup-{}-{}.tmp",
+            std::process::id(),
+            Timestamp::now().millis()
+        ));
+        let tmp_text = tmp
             .to_str()
             .ok_or_else(|| Error::invalid("backup path must be valid UTF-8"))?;
-        self.conn.execute("VACUUM INTO ?1", [dest_text])?;
-        Ok(())
+        let result = (|| -> Result<()> {
+            self.conn.execute("VACUUM INTO ?1", [tmp_text])?;
+            let io = |what: &str, e| Error::io(format!("backup: cannot {what}"), e);
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io("flush the copy to disk", e))?;
+            if let Some(source) = self.conn.path().filter(|p| !p.is_empty())
+                && let Ok(meta) = std::fs::metadata(source)
+            {
+                std::fs::set_permissions(&tmp, meta.permissions())
+                    .map_err(|e| io("set the copy's permissions", e))?;
+            }
+            before_publish(&tmp).map_err(|e| io("finish the copy", e))?;
+            publish(&tmp, dest, replace)?;
+            // The new name is durable once its directory is flushed. Some
+            // file systems cannot flush a directory; the copy is complete
+            // and in place by now, so that is not worth failing for.
+            if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+                tracing::debug!(error = %e, "backup: cannot flush the directory");
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(format!("{tmp_text}-journal"));
+        }
+        result
+    }
+}
+
+/// Gives the finished copy `tmp` the name `dest`: `rename` replaces an
+/// existing file atomically; without `replace` a hard link claims the name
+/// only if it is free (even if another process created it since the check),
+/// falling back to `rename` on file systems without hard links.
+fn publish(tmp: &Path, dest: &Path, replace: bool) -> Result<()> {
+    let failed = |e| Error::io(format!("backup: cannot write {}", dest.display()), e);
+    if replace {
+        return std::fs::rename(tmp, dest).map_err(failed);
+    }
+    match std::fs::hard_link(tmp, dest) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(tmp);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(format!(
+            "{} already exists; pass --force to replace it, or choose a new file name",
+            dest.display()
+        ))),
+        Err(_) if !dest.exists() => std::fs::rename(tmp, dest).map_err(failed),
+        Err(e) => Err(failed(e)),
     }
 }
 
@@ -389,8 +529,33 @@ fn set_wal(conn: &Connection, timeout: Duration) -> Result<()> {
     }
 }
 
-/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+/// SQL functions of oms: `oms_fold(text)` is [`crate::search::fold`], so
+/// a search compares `oms_fold(column) LIKE` a folded pattern and finds
+/// "Zoë" for `ZOË` (SQLite's own `LIKE` folds only ASCII).
+fn register_functions(conn: &Connection) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "oms_fold",
+        1,
+        FunctionFlags::SQLITE_UTF8
+            | FunctionFlags::SQLITE_DETERMINISTIC
+            | FunctionFlags::SQLITE_INNOCUOUS,
+        |ctx| {
+            Ok(match ctx.get_raw(0) {
+                rusqlite::types::ValueRef::Text(bytes) => {
+                    Some(crate::search::fold(&String::from_utf8_lossy(bytes)))
+                }
+                _ => None,
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// The `LIKE ... ESCAPE '\'` pattern that finds `text` anywhere in an
+/// `oms_fold`ed column: folded, with `%`, `_` and `\` escaped.
 fn like_pattern(text: &str) -> String {
+    let text = crate::search::fold(text);
     let mut out = String::with_capacity(text.len() + 2);
     out.push('%');
     for c in text.chars() {
@@ -401,4 +566,114 @@ fn like_pattern(text: &str) -> String {
     }
     out.push('%');
     out
+}
+
+#[cfg(test)]
+mod backup_tests {
+    use super::*;
+    use crate::{CustomerRef, NewCustomer};
+
+    /// A database with one customer, and an empty directory for backups.
+    fn fixture() -> (tempfile::TempDir, Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(dir.path().join("shop.db")).expect("open");
+        store
+            .write(&Actor::cli(), |tx| {
+                tx.add_customer(&NewCustomer {
+                    name: "Ada".into(),
+                    email: "ada@example.com".into(),
+                    phone: None,
+                })
+            })
+            .expect("add customer");
+        (dir, store, tempfile::tempdir().expect("backup dir"))
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn has_ada(path: &Path) -> bool {
+        let copy = Store::open(path).expect("open the backup");
+        copy.customer(&CustomerRef::Email("ada@example.com".into()))
+            .is_ok()
+    }
+
+    #[test]
+    fn backup_writes_a_complete_copy_and_leaves_no_temporary_file() {
+        let (_db, store, out) = fixture();
+        let dest = out.path().join("nightly.db");
+        store.backup(&dest, false).expect("backup");
+        assert_eq!(names(out.path()), ["nightly.db"]);
+        assert!(has_ada(&dest));
+    }
+
+    #[test]
+    fn backup_refuses_an_existing_file_unless_told_to_replace_it() {
+        let (_db, store, out) = fixture();
+        let dest = out.path().join("nightly.db");
+        std::fs::write(&dest, b"last night's backup").expect("old backup");
+        let err = store.backup(&dest, false).expect_err("refused");
+        assert!(err.to_string().contains("--force"), "{err}");
+        assert_eq!(std::fs::read(&dest).expect("read"), b"last night's backup");
+        assert_eq!(names(out.path()), ["nightly.db"]);
+
+        store.backup(&dest, true).expect("replace");
+        assert_eq!(names(out.path()), ["nightly.db"]);
+        assert!(has_ada(&dest), "the old file was replaced by the new copy");
+    }
+
+    #[test]
+    fn a_failed_replacement_keeps_the_old_file_and_removes_the_temporary_one() {
+        let (_db, store, out) = fixture();
+        let dest = out.path().join("nightly.db");
+        std::fs::write(&dest, b"last night's backup").expect("old backup");
+        let mut seen_tmp = None;
+        let err = store
+            .backup_with(&dest, true, |tmp| {
+                // The new copy is complete before it takes the name, and
+                // until then a reader of `dest` still sees the old one.
+                assert!(has_ada(tmp), "the temporary copy is complete");
+                assert_eq!(std::fs::read(&dest)?, b"last night's backup");
+                assert_eq!(
+                    tmp.parent(),
+                    dest.parent(),
+                    "same directory: rename is atomic"
+                );
+                seen_tmp = Some(tmp.to_path_buf());
+                Err(std::io::Error::other("disk on fire"))
+            })
+            .expect_err("the injected failure is reported");
+        assert!(err.to_string().contains("disk on fire"), "{err}");
+        assert_eq!(std::fs::read(&dest).expect("read"), b"last night's backup");
+        let tmp = seen_tmp.expect("the hook ran");
+        assert!(!tmp.exists(), "temporary file removed: {}", tmp.display());
+        assert_eq!(names(out.path()), ["nightly.db"]);
+    }
+
+    #[test]
+    fn a_directory_is_not_a_backup_file() {
+        let (_db, store, out) = fixture();
+        let err = store.backup(out.path(), true).expect_err("refused");
+        assert!(err.to_string().contains("is a directory"), "{err}");
+        assert!(names(out.path()).is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_copy_has_the_database_file_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let (db, store, out) = fixture();
+        let source = db.path().join("shop.db");
+        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let dest = out.path().join("nightly.db");
+        store.backup(&dest, false).expect("backup");
+        let mode = std::fs::metadata(&dest).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }

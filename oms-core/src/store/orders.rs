@@ -170,11 +170,14 @@ fn filter_clause(conn: &Connection, filter: &OrderFilter) -> Result<(String, Vec
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.trim().is_empty()) {
         clauses.push(
-            "(o.idempotency_key LIKE ? ESCAPE '\\' OR o.tracking_code LIKE ? ESCAPE '\\'
+            "(oms_fold(o.idempotency_key) LIKE ? ESCAPE '\\'
+              OR oms_fold(o.tracking_code) LIKE ? ESCAPE '\\'
               OR EXISTS (SELECT 1 FROM customers c2 WHERE c2.id = o.customer_id
-                         AND (c2.name LIKE ? ESCAPE '\\' OR c2.email LIKE ? ESCAPE '\\'))
+                         AND (oms_fold(c2.name) LIKE ? ESCAPE '\\'
+                              OR oms_fold(c2.email) LIKE ? ESCAPE '\\'))
               OR EXISTS (SELECT 1 FROM order_items i2 WHERE i2.order_id = o.id
-                         AND (i2.sku LIKE ? ESCAPE '\\' OR i2.name LIKE ? ESCAPE '\\')))",
+                         AND (oms_fold(i2.sku) LIKE ? ESCAPE '\\'
+                              OR oms_fold(i2.name) LIKE ? ESCAPE '\\')))",
         );
         let pattern = like_pattern(search.trim());
         for _ in 0..6 {
@@ -235,64 +238,100 @@ impl Store {
     }
 
     /// Streams one row per order item for the CSV export, ordered by order id
-    /// and line, in constant memory. One statement is one consistent
-    /// snapshot, even while other processes write.
+    /// and line, in bounded memory.
+    ///
+    /// The orders are read in batches of [`EXPORT_BATCH`], each batch in its
+    /// own short read (one statement, collected, then released) before its
+    /// rows are handed to `f`. A slow consumer (a client reading the HTTP
+    /// export slowly, a pipe into a slow program) therefore never holds a
+    /// read snapshot open: a held snapshot keeps SQLite from reusing the WAL,
+    /// which then grows with every commit. The export covers the orders that
+    /// exist when it starts (ids up to the largest one then), each as it is
+    /// when its batch is read.
     pub fn for_each_export_row(
         &self,
         filter: &OrderFilter,
         mut f: impl FnMut(OrderExportRow) -> Result<()>,
     ) -> Result<()> {
-        let (clause, mut values) = filter_clause(&self.conn, filter)?;
-        let selection = match filter.limit {
-            Some(limit) => {
-                values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-                // The first `limit` orders in the listing's order; the rows
-                // still come out in id order.
-                let direction = if filter.newest_first { "DESC" } else { "ASC" };
-                format!(
-                    "o.id IN (SELECT o.id FROM orders o WHERE {clause} ORDER BY o.id {direction} LIMIT ?)"
-                )
-            }
-            None => clause,
-        };
+        let (clause, values) = filter_clause(&self.conn, filter)?;
+        let last_id: i64 = self
+            .conn
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM orders")?
+            .query_row([], |r| r.get(0))?;
         let mut stmt = self.conn.prepare(&format!(
             "SELECT o.id, COALESCE(o.idempotency_key, ''), o.created_at, o.status, o.customer_id,
                     c.email, c.name, i.sku, i.name, i.quantity, i.unit_price, o.total, o.currency
              FROM orders o
              JOIN customers c ON c.id = o.customer_id
              JOIN order_items i ON i.order_id = o.id
-             WHERE {selection}
+             WHERE o.id IN (SELECT o.id FROM orders o
+                            WHERE {clause} AND o.id > ? AND o.id <= ?
+                            ORDER BY o.id LIMIT ?)
              ORDER BY o.id, i.line"
         ))?;
-        let mut rows = stmt.query(params_from_iter(values))?;
+        let mut remaining = filter.limit.unwrap_or(u64::MAX);
+        let mut after = 0_i64;
         let mut currency = self.currency;
-        while let Some(r) = rows.next()? {
-            let code: String = r.get(12)?;
-            if code != currency.code() {
-                currency = Currency::parse(&code)?;
+        let mut batch: Vec<OrderExportRow> = Vec::new();
+        while remaining > 0 {
+            let take = remaining.min(EXPORT_BATCH);
+            let mut params = values.clone();
+            params.push(Value::Integer(after));
+            params.push(Value::Integer(last_id));
+            params.push(Value::Integer(i64::try_from(take).unwrap_or(i64::MAX)));
+            {
+                let mut rows = stmt.query(params_from_iter(params))?;
+                while let Some(r) = rows.next()? {
+                    let code: String = r.get(12)?;
+                    if code != currency.code() {
+                        currency = Currency::parse(&code)?;
+                    }
+                    let quantity: i64 = r.get(9)?;
+                    let unit_price: i64 = r.get(10)?;
+                    batch.push(OrderExportRow {
+                        order_id: OrderId(r.get(0)?),
+                        order_ref: r.get(1)?,
+                        created_at: Timestamp::from_millis(r.get(2)?),
+                        status: parse_status(&r.get::<_, String>(3)?)?,
+                        customer_id: CustomerId(r.get(4)?),
+                        customer_email: r.get(5)?,
+                        customer_name: r.get(6)?,
+                        sku: r.get(7)?,
+                        product_name: r.get(8)?,
+                        quantity,
+                        unit_price: currency.from_minor(unit_price),
+                        line_total: currency.from_minor(unit_price.saturating_mul(quantity)),
+                        order_total: currency.from_minor(r.get(11)?),
+                        currency,
+                    });
+                }
+                // `rows` ends here: the statement is reset and the read
+                // snapshot released before the consumer sees the batch.
             }
-            let quantity: i64 = r.get(9)?;
-            let unit_price: i64 = r.get(10)?;
-            f(OrderExportRow {
-                order_id: OrderId(r.get(0)?),
-                order_ref: r.get(1)?,
-                created_at: Timestamp::from_millis(r.get(2)?),
-                status: parse_status(&r.get::<_, String>(3)?)?,
-                customer_id: CustomerId(r.get(4)?),
-                customer_email: r.get(5)?,
-                customer_name: r.get(6)?,
-                sku: r.get(7)?,
-                product_name: r.get(8)?,
-                quantity,
-                unit_price: currency.from_minor(unit_price),
-                line_total: currency.from_minor(unit_price.saturating_mul(quantity)),
-                order_total: currency.from_minor(r.get(11)?),
-                currency,
-            })?;
+            let Some(last) = batch.last().map(|r| r.order_id.get()) else {
+                break;
+            };
+            let mut orders = 0_u64;
+            let mut previous = None;
+            for row in batch.drain(..) {
+                if previous != Some(row.order_id) {
+                    orders += 1;
+                    previous = Some(row.order_id);
+                }
+                f(row)?;
+            }
+            remaining = remaining.saturating_sub(orders);
+            if orders < take {
+                break;
+            }
+            after = last;
         }
         Ok(())
     }
 }
+
+/// Orders per read of the export: about 0.2 MB of rows for 2-line orders.
+pub const EXPORT_BATCH: u64 = 1000;
 
 /// A requested line resolved to a product, quantities of repeated products
 /// summed (so two lines of one SKU are checked against their sum).

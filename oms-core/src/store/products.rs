@@ -103,7 +103,8 @@ impl Store {
     ) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM products
-             WHERE id > ?1 AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\' OR sku LIKE ?2 ESCAPE '\\')
+             WHERE id > ?1 AND (?2 IS NULL OR oms_fold(name) LIKE ?2 ESCAPE '\\'
+                                   OR oms_fold(sku) LIKE ?2 ESCAPE '\\')
              ORDER BY id LIMIT ?3"
         ))?;
         let pattern = query.search.as_deref().map(like_pattern);

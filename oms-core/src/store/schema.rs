@@ -174,7 +174,16 @@ CREATE INDEX changes_order_placed ON changes (entity_id) WHERE type = 'order.pla
 "#),
     // 3: CHECK constraints without constant IN lists (see `CHECK_REWRITES`).
     Code(rewrite_in_list_checks),
-    // 4: one record's history from the change log (the dashboard's order
+    // 4: a token generation per user. Every token carries it and is honoured
+    // only while it matches: a password or role change draws a new one, so
+    // every token issued before stops working at once. Random rather than
+    // counted, so a user removed and added again (SQLite may reuse the id)
+    // does not match the old user's tokens.
+    Sql(r#"
+ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
+UPDATE users SET token_generation = random();
+"#),
+    // 5: one record's history from the change log (the dashboard's order
     // detail: `GET /api/changes?entity=order&entity_id=7`).
     Sql(r#"
 CREATE INDEX changes_entity ON changes (entity, entity_id, seq);

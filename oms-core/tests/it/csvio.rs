@@ -537,3 +537,102 @@ fn export_filters_apply() {
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows[1..].iter().all(|r| r[3] == "PAID"), "{rows:?}");
 }
+
+/// The export reads orders in batches (so a slow consumer never holds a
+/// read snapshot): across batch boundaries it still gives every order once,
+/// in id order, honours filters and limits, and leaves out orders placed
+/// after it started.
+#[test]
+fn order_export_in_batches_gives_every_order_once_in_order() {
+    let mut store = Store::open_in_memory().unwrap();
+    add_product(&mut store, "A", "1.00", 100_000);
+    add_product(&mut store, "B", "2.00", 100_000);
+    add_customer(&mut store, "C", "c@example.com");
+    let total = oms_core::EXPORT_BATCH as usize * 2 + 321;
+    store
+        .write(&Actor::cli(), |tx| {
+            for n in 0..total {
+                let placed = tx.place_order(&order_for("c@example.com", &[("A", 1), ("B", 2)]))?;
+                if n % 3 == 0 {
+                    tx.set_status(placed.order.id, Status::Paid, None)?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let export = |filter: &OrderFilter| {
+        let mut ids: Vec<i64> = Vec::new();
+        let mut lines = 0;
+        store
+            .for_each_export_row(filter, |row| {
+                lines += 1;
+                if ids.last() != Some(&row.order_id.get()) {
+                    ids.push(row.order_id.get());
+                }
+                Ok(())
+            })
+            .unwrap();
+        (ids, lines)
+    };
+    let listed = |filter: &OrderFilter| -> Vec<i64> {
+        store
+            .orders(filter)
+            .unwrap()
+            .iter()
+            .map(|o| o.id.get())
+            .collect()
+    };
+    let all = OrderFilter::default();
+    let (ids, lines) = export(&all);
+    assert_eq!(ids, listed(&all));
+    assert_eq!(ids.len(), total);
+    assert_eq!(lines, total * 2);
+    let paid = OrderFilter {
+        status: Some(Status::Paid),
+        ..OrderFilter::default()
+    };
+    assert_eq!(export(&paid).0, listed(&paid));
+    for limit in [1, 999, 1000, 1001, 2001] {
+        let limited = OrderFilter {
+            limit: Some(limit),
+            ..OrderFilter::default()
+        };
+        let (ids, _) = export(&limited);
+        assert_eq!(ids, listed(&limited), "limit {limit}");
+        assert_eq!(ids.len(), limit as usize);
+    }
+    // Orders placed while the export runs (between its batches, by another
+    // connection) are not in it, and the export does not block them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export.db");
+    let mut file_store = Store::open(&path).unwrap();
+    add_product(&mut file_store, "A", "1.00", 100_000);
+    add_customer(&mut file_store, "C", "c@example.com");
+    file_store
+        .write(&Actor::cli(), |tx| {
+            for _ in 0..1500 {
+                tx.place_order(&order_for("c@example.com", &[("A", 1)]))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut writer = Store::open(&path).unwrap();
+    let mut exported = Vec::new();
+    let mut placed_during = Vec::new();
+    file_store
+        .for_each_export_row(&all, |row| {
+            if exported.is_empty() {
+                let placed = writer
+                    .write(&Actor::cli(), |tx| {
+                        tx.place_order(&order_for("c@example.com", &[("A", 1)]))
+                    })
+                    .unwrap();
+                placed_during.push(placed.order.id.get());
+            }
+            exported.push(row.order_id.get());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(exported.len(), 1500);
+    assert!(!exported.contains(&placed_during[0]));
+}

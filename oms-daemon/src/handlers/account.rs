@@ -2,13 +2,15 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use oms_core::{CustomerRef, Error, NewUser, Role, Timestamp, User, parse_email, parse_name};
+use oms_core::{
+    CustomerRef, Error, NewUser, Role, Timestamp, User, parse_email, parse_name, password,
+};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::Ctx;
 use crate::http::{self, Response};
-use crate::problem::Problem;
+use crate::problem::{FieldError, Problem};
 
 #[derive(Deserialize)]
 struct RegisterBody {
@@ -26,12 +28,24 @@ fn decode_register(bytes: &[u8]) -> Result<(RegisterBody, String, String), Probl
     )?;
     let email = parse_email(&body.email)?;
     let name = parse_name("name", &body.name)?;
+    // The password policy (oms_core::password) before any hashing, named
+    // as a field problem so a form can show it beside the password box.
+    password::check_policy(&body.password).map_err(|e| {
+        let message = e.to_string();
+        Problem::unprocessable(
+            message.clone(),
+            vec![FieldError {
+                field: "password".into(),
+                message,
+            }],
+        )
+    })?;
     Ok((body, email, name))
 }
 
 /// Creates a customer user and its customer record: 201 with the user.
 pub async fn register(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let (body, email, name) = decode_register(&bytes)?;
     let hash = ctx.app.hasher.hash(body.password).await?;
     let user = ctx
@@ -83,7 +97,7 @@ pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 2] {
 /// exactly like a wrong password, after the same work.
 pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     // The body is read before anything is refused (see `http::discard_body`).
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let (user, token, expires_at) = authenticate(&ctx, &bytes).await?;
     Ok(http::json(
         StatusCode::OK,
@@ -113,21 +127,24 @@ pub(crate) async fn authenticate(
         .db
         .read(move |store| store.credentials(&email))
         .await?;
-    let (user, hash) = match found {
-        Some((user, hash)) => (Some(user), hash),
+    let (account, hash) = match found {
+        Some(credentials) => {
+            let hash = credentials.password_hash.clone();
+            (Some(credentials), hash)
+        }
         None => (None, None),
     };
     let ok = ctx.app.hasher.verify(body.password, hash).await;
-    let Some(user) = user.filter(|_| ok) else {
+    let Some(account) = account.filter(|_| ok) else {
         return Err(Problem::unauthorized("wrong e-mail or password"));
     };
     let (token, expires_at) = ctx
         .app
         .keys
-        .mint(&user, ctx.app.config.token_ttl)
+        .mint(&account.grant, ctx.app.config.token_ttl)
         .map_err(|e| {
             tracing::error!(error = %e, "cannot sign a token");
             Problem::internal()
         })?;
-    Ok((user, token, expires_at))
+    Ok((account.user, token, expires_at))
 }

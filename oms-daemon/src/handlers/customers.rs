@@ -88,7 +88,7 @@ fn decode_create(bytes: &[u8]) -> Result<NewCustomer, Problem> {
 }
 
 pub async fn create(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let new = decode_create(&bytes)?;
     let customer = ctx
         .app
@@ -155,7 +155,7 @@ pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 2] {
 }
 
 pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let id = CustomerId(ctx.id()?);
     let patch = decode_update(&bytes)?;
     let customer = ctx

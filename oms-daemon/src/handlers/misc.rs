@@ -4,16 +4,33 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::Ctx;
+use crate::exposition;
 use crate::http::{self, Response};
 use crate::problem::Problem;
 
 /// The OpenAPI document describing every route.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
-/// 200 when the database answers a query, 503 otherwise.
+/// 200 when the database answers a query and writes succeed; 503 when it
+/// does not answer, or while writes are failing (the disk is full: reads
+/// still work, but the shop cannot take an order, so a load balancer should
+/// send traffic elsewhere and an operator be paged).
 pub async fn healthz(ctx: Ctx<'_>) -> Result<Response, Problem> {
     match ctx.app.db.lookup(|store| store.ping()).await {
-        Ok(()) => Ok(http::json(StatusCode::OK, &json!({"status": "ok"}))),
+        Ok(()) => match ctx.app.db.write_failure() {
+            None => Ok(http::json(StatusCode::OK, &json!({"status": "ok"}))),
+            Some(failure) => Ok(http::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({
+                    "status": "unavailable",
+                    "detail": format!("writes are failing: {}", failure.cause),
+                    "reads": "ok",
+                    "writes": "failing",
+                    "failing_since": failure.since,
+                    "writes_refused": failure.refused,
+                }),
+            )),
+        },
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
             Ok(http::json(
@@ -24,14 +41,26 @@ pub async fn healthz(ctx: Ctx<'_>) -> Result<Response, Problem> {
     }
 }
 
-/// Prometheus text format.
-pub fn metrics(ctx: Ctx<'_>) -> Result<Response, Problem> {
+/// Prometheus metrics: OpenMetrics text when the scraper's `Accept` asks
+/// for it, the classic text format 0.0.4 otherwise (see `exposition`).
+pub fn metrics<B>(ctx: Ctx<'_>, req: &hyper::Request<B>) -> Result<Response, Problem> {
+    let accept = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = exposition::negotiate(accept);
     let text = ctx.app.metrics.render(ctx.app.feed.waiters());
-    Ok(http::with_type(
-        StatusCode::OK,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        text,
-    ))
+    let body = match format {
+        exposition::Format::OpenMetrics => text,
+        exposition::Format::Classic => exposition::to_classic(&text),
+    };
+    let mut res = http::with_type(StatusCode::OK, format.content_type(), body);
+    // Caches must not hand one scraper's format to another.
+    res.headers_mut().insert(
+        hyper::header::VARY,
+        hyper::header::HeaderValue::from_static("accept"),
+    );
+    Ok(res)
 }
 
 pub fn openapi() -> Response {

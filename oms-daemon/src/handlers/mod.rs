@@ -69,10 +69,14 @@ pub async fn dispatch(
     req: Request<Incoming>,
 ) -> Result<Response, Problem> {
     use hyper::Method;
-    let method = req.method().clone();
+    // HEAD runs GET's handler; hyper sends its headers without the body.
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        other => other.clone(),
+    };
     match (route, method) {
         (Route::Healthz, _) => misc::healthz(ctx).await,
-        (Route::Metrics, _) => misc::metrics(ctx),
+        (Route::Metrics, _) => misc::metrics(ctx, &req),
         (Route::OpenApi, _) => Ok(misc::openapi()),
         (Route::Register, _) => account::register(ctx, req).await,
         (Route::Login, _) => account::login(ctx, req).await,

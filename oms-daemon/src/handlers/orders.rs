@@ -117,7 +117,7 @@ pub async fn place(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
         .get("idempotency-key")
         .map(|v| v.to_str().ok().map(str::to_string));
     // The body is read before anything is refused (see `http::discard_body`).
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let key = match key_header {
         None => None,
         Some(v) => Some(
@@ -342,7 +342,7 @@ fn decode_edit(bytes: &[u8]) -> Result<Vec<ItemRequest>, Problem> {
 
 pub async fn edit(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     let expected = if_match(&req);
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let id = OrderId(ctx.id()?);
     let expected = expected?;
     let lines = decode_edit(&bytes)?;
@@ -383,7 +383,7 @@ pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 3] {
 /// payment cannot slip between check and change).
 pub async fn set_status(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     let expected = if_match(&req);
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let id = OrderId(ctx.id()?);
     let expected = expected?;
     let to = decode_status(&bytes)?;
@@ -458,7 +458,11 @@ pub async fn track(ctx: Ctx<'_>) -> Result<Response, Problem> {
 pub async fn export(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     let q = http::query(req.uri());
     let limit = http::query_num::<u64>(&q, "limit")?;
-    let filter = filter(&ctx, &q, limit).await?;
+    // The export streams in id order; `direction` is the list's alone.
+    let filter = OrderFilter {
+        newest_first: false,
+        ..filter(&ctx, &q, limit).await?
+    };
     let by_order = match q.get("by_order").map(|v| v.trim()) {
         None | Some("" | "false" | "0") => false,
         Some("true" | "1") => true,

@@ -69,7 +69,7 @@ fn decode_create(bytes: &[u8]) -> Result<(CreateBody, Sku, String), Problem> {
 }
 
 pub async fn create(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let (body, sku, name) = decode_create(&bytes)?;
     let product = ctx
         .app
@@ -158,7 +158,7 @@ pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 3] {
 }
 
 pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let target = product_ref(&ctx)?;
     let (body, sku, name) = decode_update(&bytes)?;
     let product = ctx
@@ -224,7 +224,7 @@ fn decode_restock(bytes: &[u8]) -> Result<Restock, Problem> {
 /// Adding is done inside the write transaction, so two restocks at once
 /// both count (a stocktake through `PATCH` sets a number instead).
 pub async fn restock(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     let target = product_ref(&ctx)?;
     let how = decode_restock(&bytes)?;
     let product = ctx

@@ -20,7 +20,7 @@ pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
     // A cross-site form must not log the browser into another account
     // (login CSRF).
     let same_origin = session::same_origin(req.headers());
-    let bytes = http::read_body(req, ctx.app.config.max_body).await?;
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
     if !same_origin {
         return Err(cross_site());
     }

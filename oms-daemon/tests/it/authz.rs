@@ -159,10 +159,23 @@ impl Tally {
         if reply.status >= 400 && !reply.what.starts_with("HEAD ") {
             reply.problem(reply.status);
         }
-        if reply.status == 405 {
+        if reply.status == 405 || (reply.status == 204 && reply.what.starts_with("OPTIONS ")) {
             assert!(
-                reply.header("allow").is_some_and(|a| !a.is_empty()),
-                "{}: 405 without Allow",
+                reply.header("allow").is_some_and(|a| a.contains("OPTIONS")),
+                "{}: {} without an honest Allow",
+                reply.what,
+                reply.status
+            );
+        }
+        if reply.what.starts_with("HEAD ") {
+            assert!(reply.body.is_empty(), "{}: a body", reply.what);
+        }
+        if reply.status == 401 {
+            assert!(
+                reply
+                    .header("www-authenticate")
+                    .is_some_and(|a| a.starts_with("Bearer")),
+                "{}: 401 without WWW-Authenticate: Bearer",
                 reply.what
             );
         }
@@ -250,20 +263,24 @@ impl Probe {
     }
 }
 
+/// Whether RULES has (route, method); HEAD stands for GET.
+fn answers(route: Route, method: &str) -> bool {
+    let method = if method == "HEAD" { "GET" } else { method };
+    RULES
+        .iter()
+        .any(|(r, m, _)| *r == route && m.as_str() == method)
+}
+
 /// A bad token is refused with 401 wherever the path and method exist,
-/// also on routes that need no token; an unknown path is 404 and a method
-/// the path does not answer is 405 before any token is looked at.
+/// also on routes that need no token; an unknown path is 404, a method
+/// the path does not answer is 405 before any token is looked at, and
+/// OPTIONS (which says what a route answers) needs no token.
 fn bad_token_status(method: &str, path: &str) -> u16 {
     let path = path.split('?').next().unwrap_or(path);
     match routes::match_path(path) {
         None => 404,
-        Some(m)
-            if RULES
-                .iter()
-                .any(|(r, mm, _)| *r == m.route && mm.as_str() == method) =>
-        {
-            401
-        }
+        Some(_) if method == "OPTIONS" => 204,
+        Some(m) if answers(m.route, method) => 401,
         Some(_) => 405,
     }
 }
@@ -399,12 +416,23 @@ fn authorization_matrix_matches_the_contract() {
         "POST" | "PUT" | "PATCH" => p.body(json!({})),
         _ => p,
     };
+    // HEAD is GET without the body: the same answer to every caller.
+    let heads: Vec<Probe> = probes
+        .iter()
+        .filter(|p| p.method == "GET")
+        .map(|p| Probe {
+            method: "HEAD",
+            path: p.path.clone(),
+            bodies: [None, None, None, None],
+            expect: p.expect,
+        })
+        .collect();
+    probes.extend(heads);
     for route in Route::ALL {
+        // OPTIONS says what the route answers, to anyone.
+        probes.push(probe("OPTIONS", concrete(route), [204; 4]));
         for method in METHODS {
-            if !RULES
-                .iter()
-                .any(|(r, m, _)| *r == route && m.as_str() == method)
-            {
+            if method != "OPTIONS" && !answers(route, method) {
                 probes.push(with_body(probe(method, concrete(route), [405; 4])));
             }
         }

@@ -68,7 +68,10 @@ fn healthz_answers_ok_without_a_token() {
 fn metrics_are_prometheus_text_counting_requests() {
     let server = Server::start();
     server.get("/healthz").send().expect_status(200);
-    let reply = server.get("/metrics").send();
+    let reply = server
+        .get("/metrics")
+        .header("accept", "application/openmetrics-text")
+        .send();
     reply.expect_status(200);
     assert!(
         reply

@@ -7,6 +7,7 @@
 
 mod authz;
 mod concurrency;
+mod conventions;
 mod dashboard;
 mod endpoints;
 mod feed;
@@ -14,6 +15,8 @@ mod idempotency;
 mod jwt;
 mod limits;
 mod openapi;
+mod ops;
 mod status_model;
 mod stream;
 mod support;
+mod wal;

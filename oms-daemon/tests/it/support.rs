@@ -47,6 +47,8 @@ fn password_hash() -> String {
 pub struct Who {
     pub user: User,
     pub token: String,
+    /// The user's token generation at the start (the `gen` claim).
+    pub generation: String,
 }
 
 impl Who {
@@ -131,12 +133,21 @@ impl Server {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
+        let grants = Store::open(&db_path).expect("open the database");
         let mint = |user: User| {
+            let grant = grants
+                .token_grant(user.id)
+                .expect("read the grant")
+                .expect("the user exists");
             let (token, _) = app
                 .keys()
-                .mint(&user, Duration::from_secs(600))
+                .mint(&grant, Duration::from_secs(600))
                 .expect("mint a token");
-            Who { user, token }
+            Who {
+                user,
+                token,
+                generation: grant.generation,
+            }
         };
         Server {
             base: format!("http://{addr}"),
