@@ -191,6 +191,11 @@ UPDATE users SET token_generation = random();
     // ids are kept so replays are recognised in the transaction of their
     // effect. CHECKs are written with OR (see `CHECK_REWRITES`).
     Sql(PAYMENTS),
+    // 6: one record's history from the change log (the dashboard's order
+    // detail: `GET /api/changes?entity=order&entity_id=7`).
+    Sql(r#"
+CREATE INDEX changes_entity ON changes (entity, entity_id, seq);
+"#),
 ];
 
 /// The payments migration (see `MIGRATIONS`).

@@ -8,6 +8,7 @@
 mod authz;
 mod concurrency;
 mod conventions;
+mod dashboard;
 mod endpoints;
 mod feed;
 mod idempotency;
@@ -17,5 +18,6 @@ mod openapi;
 mod ops;
 mod payments;
 mod status_model;
+mod stream;
 mod support;
 mod wal;
