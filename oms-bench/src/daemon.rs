@@ -149,7 +149,22 @@ pub async fn hold_long_polls(
     count: usize,
 ) -> Result<Vec<TcpStream>> {
     let path = format!("/api/changes?after={FAR_AFTER}&wait=60");
-    let req = Arc::new(http::request("GET", &path, addr, Some(token), None));
+    hold_requests(addr, token, count, &path).await
+}
+
+/// Opens `count` event streams (`GET /api/changes/stream`) that see no
+/// change, and returns the sockets (drop them to close).
+pub async fn hold_streams(addr: SocketAddr, token: &str, count: usize) -> Result<Vec<TcpStream>> {
+    hold_requests(addr, token, count, "/api/changes/stream").await
+}
+
+async fn hold_requests(
+    addr: SocketAddr,
+    token: &str,
+    count: usize,
+    path: &str,
+) -> Result<Vec<TcpStream>> {
+    let req = Arc::new(http::request("GET", path, addr, Some(token), None));
     let gate = Arc::new(Semaphore::new(CONNECTING));
     let mut opening = tokio::task::JoinSet::new();
     for _ in 0..count {

@@ -1,5 +1,6 @@
-//! `idle-conns`: holds N long-poll requests on `/api/changes` open (each on
-//! its own connection), then reads the daemon's resident memory and times
+//! `idle-conns`: holds N long-poll requests on `/api/changes` (or, with
+//! `--stream`, N event streams on `/api/changes/stream`) open, each on its
+//! own connection, then reads the daemon's resident memory and times
 //! sequential `GET /healthz` requests, compared with the same before.
 
 use std::time::{Duration, Instant};
@@ -17,7 +18,11 @@ pub async fn run(args: &IdleArgs) -> Result<()> {
     let mut before = healthz(addr, args.healthz).await?;
 
     let started = Instant::now();
-    let held = daemon::hold_long_polls(addr, &args.token, args.count).await?;
+    let held = if args.stream {
+        daemon::hold_streams(addr, &args.token, args.count).await?
+    } else {
+        daemon::hold_long_polls(addr, &args.token, args.count).await?
+    };
     // Every request is registered as a waiter: nothing answered them early.
     http::await_waiters(
         &mut control,
@@ -43,7 +48,8 @@ pub async fn run(args: &IdleArgs) -> Result<()> {
         left = http::feed_waiters(&mut control, addr).await?;
     }
     println!(
-        "idle-conns count={} open_s={open_secs:.1} rss_before_mb={rss_before:.1} rss_mb={rss:.1} {} {} released_s={:.1} still_waiting={}",
+        "idle-conns kind={} count={} open_s={open_secs:.1} rss_before_mb={rss_before:.1} rss_mb={rss:.1} {} {} released_s={:.1} still_waiting={}",
+        if args.stream { "stream" } else { "long-poll" },
         args.count,
         before.summary("before_healthz_"),
         during.summary("healthz_"),

@@ -4,7 +4,9 @@
 //!   `Store::write_group` as the daemon's writer does (no HTTP);
 //! - `feed-latency`: how long long-poll waiters take to wake after a commit;
 //! - `idle-conns`: daemon memory and health-check latency while thousands of
-//!   long-poll connections are held;
+//!   long-poll connections (or event streams, `--stream`) are held;
+//! - `stream-latency`: how long events take to reach open event streams
+//!   (`/api/changes/stream`) after a commit;
 //! - `smtp-sink` and `mail-throughput`: a fake SMTP server for the daemon's
 //!   dispatcher, and `oms notify send`'s messages per second;
 //! - `limits`: resource-limit attacks (huge bodies, deep JSON, huge limits,
@@ -23,6 +25,7 @@ mod http;
 mod idle;
 mod limits;
 mod mail;
+mod sse;
 mod stats;
 mod storage;
 mod webhook;
@@ -52,6 +55,8 @@ enum Command {
     FeedLatency(FeedArgs),
     /// Hold idle long-poll connections; measure daemon RSS and /healthz latency.
     IdleConns(IdleArgs),
+    /// Latency from a commit to its event on open /api/changes/stream streams.
+    StreamLatency(StreamArgs),
     /// Resource-limit attacks: huge bodies, deep JSON, huge limits,
     /// slowloris, idle connections, waiters over the cap.
     Limits(LimitsArgs),
@@ -157,6 +162,28 @@ pub struct IdleArgs {
     /// Sequential GET /healthz requests timed before and while holding.
     #[arg(long, default_value_t = 200)]
     pub healthz: usize,
+    /// Hold event streams (/api/changes/stream) instead of long-polls.
+    #[arg(long)]
+    pub stream: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StreamArgs {
+    /// The daemon, e.g. http://127.0.0.1:8080 (loopback only).
+    #[arg(long)]
+    pub url: String,
+    /// Admin bearer token.
+    #[arg(long, env = "OMS_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Event streams open at once.
+    #[arg(long, default_value_t = 1000)]
+    pub streams: usize,
+    /// Commits (each reaches every stream once).
+    #[arg(long, default_value_t = 10)]
+    pub rounds: usize,
+    /// The product the commits rename.
+    #[arg(long, default_value = "SKU-001")]
+    pub sku: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -210,6 +237,7 @@ fn main() -> ExitCode {
         Command::WebhookEvents(args) => webhook::run(&args),
         Command::FeedLatency(args) => runtime().and_then(|rt| rt.block_on(feed::run(&args))),
         Command::IdleConns(args) => runtime().and_then(|rt| rt.block_on(idle::run(&args))),
+        Command::StreamLatency(args) => runtime().and_then(|rt| rt.block_on(sse::run(&args))),
         Command::Limits(args) => match runtime().and_then(|rt| rt.block_on(limits::run(&args))) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,

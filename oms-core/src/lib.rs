@@ -33,5 +33,5 @@ pub use store::{
     Actor, DriftReport, ExpireOutcome, GroupJob, ImportSummary, Options, PlaceOutcome,
     SCHEMA_VERSION, Store, WAL_SIZE_LIMIT, WriteTx,
 };
-pub use store::{CustomerQuery, EXPORT_BATCH, ProductQuery, Upserted};
+pub use store::{CustomerQuery, EXPORT_BATCH, MAX_CUSTOMER_IDS, ProductQuery, Upserted};
 pub use timestamp::Timestamp;

@@ -416,8 +416,27 @@ pub struct OrderFilter {
     /// tracking code (case-insensitive substring).
     pub search: Option<String>,
     pub limit: Option<u64>,
-    /// Cursor: only orders with a larger id.
+    /// Cursor: only orders after this id in the listing's order (a larger
+    /// id, or a smaller one when `newest_first`).
     pub after: Option<OrderId>,
+    /// List the newest orders (largest ids) first.
+    pub newest_first: bool,
+}
+
+/// The entity a change is about, to narrow the change log to one record's
+/// history (`entity = "order"`, `entity_id = 7`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityFilter {
+    pub entity: String,
+    /// Only changes about this id of the entity; all of them when `None`.
+    pub entity_id: Option<i64>,
+}
+
+impl EntityFilter {
+    /// Whether `change` is about this entity.
+    pub fn matches(&self, change: &Change) -> bool {
+        change.entity == self.entity && self.entity_id.is_none_or(|id| change.entity_id == id)
+    }
 }
 
 /// One entry of the change log.

@@ -29,6 +29,9 @@ pub struct Config {
     pub external_poll: Duration,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// How often an idle event stream (`/api/changes/stream`) sends a
+    /// comment line, so proxies keep it open.
+    pub stream_heartbeat: Duration,
     /// Cancel PENDING orders older than this, checked every
     /// `expire_every` (`None`: never, leave it to `oms order expire`).
     pub expire_pending_after: Option<Duration>,
@@ -85,6 +88,7 @@ impl Config {
             max_batch: 512,
             external_poll: Duration::from_millis(50),
             shutdown_grace: Duration::from_secs(8),
+            stream_heartbeat: Duration::from_secs(15),
             expire_pending_after: None,
             expire_every: Duration::from_secs(60),
             webhook_secret: None,

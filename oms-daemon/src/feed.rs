@@ -35,6 +35,18 @@ impl Published {
         limit: u64,
         customer: Option<oms_core::CustomerId>,
     ) -> Option<Vec<Change>> {
+        self.matching_after(after, limit, customer, None)
+    }
+
+    /// [`Published::changes_after`], only the changes about `entity` when
+    /// it is given.
+    pub fn matching_after(
+        &self,
+        after: Seq,
+        limit: u64,
+        customer: Option<oms_core::CustomerId>,
+        entity: Option<&oms_core::EntityFilter>,
+    ) -> Option<Vec<Change>> {
         if after < self.since {
             return None;
         }
@@ -42,7 +54,11 @@ impl Published {
         Some(
             self.recent
                 .iter()
-                .filter(|c| c.seq > after && (customer.is_none() || c.customer_id == customer))
+                .filter(|c| {
+                    c.seq > after
+                        && (customer.is_none() || c.customer_id == customer)
+                        && entity.is_none_or(|e| e.matches(c))
+                })
                 .take(limit)
                 .cloned()
                 .collect(),
@@ -63,6 +79,17 @@ pub struct WaiterSlot<'a> {
 }
 
 impl Drop for WaiterSlot<'_> {
+    fn drop(&mut self) {
+        self.feed.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A registered waiter that owns its handle on the feed.
+pub struct OwnedWaiterSlot {
+    feed: Arc<Feed>,
+}
+
+impl Drop for OwnedWaiterSlot {
     fn drop(&mut self) {
         self.feed.waiters.fetch_sub(1, Ordering::AcqRel);
     }
@@ -112,6 +139,16 @@ impl Feed {
     pub fn register(&self) -> Option<WaiterSlot<'_>> {
         let before = self.waiters.fetch_add(1, Ordering::AcqRel);
         let slot = WaiterSlot { feed: self };
+        (before < self.max_waiters).then_some(slot)
+    }
+
+    /// [`Feed::register`] for a waiter that outlives the request handler
+    /// (an event stream): the slot keeps the feed alive.
+    pub fn register_owned(self: &Arc<Self>) -> Option<OwnedWaiterSlot> {
+        let before = self.waiters.fetch_add(1, Ordering::AcqRel);
+        let slot = OwnedWaiterSlot {
+            feed: Arc::clone(self),
+        };
         (before < self.max_waiters).then_some(slot)
     }
 

@@ -19,6 +19,7 @@ mod metrics;
 pub mod problem;
 pub mod routes;
 mod sd_notify;
+pub mod session;
 pub mod webhook;
 
 use std::collections::HashSet;
@@ -329,11 +330,28 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             res
         }
         Some(matched) => {
-            let principal = match bearer(&req) {
-                Some(token) => authenticate(&app, token).await,
+            let credential = session::credential(req.headers());
+            let principal = match credential {
+                Some(c) => authenticate(&app, c.token()).await,
                 None => None,
             };
+            // Only a bad bearer token is refused where no token is needed:
+            // a stale session cookie must not lock a browser out of the
+            // login page, so it counts as no credential at all.
+            let token_given = req.headers().contains_key(AUTHORIZATION);
+            // A write authenticated by the session cookie must come from the
+            // dashboard's own origin (cross-site request forgery).
+            let cross_site_cookie = matches!(credential, Some(session::Credential::Cookie(_)))
+                && principal.is_some()
+                && !is_safe(&method)
+                && !session::same_origin(req.headers());
             match routes::authorize(matched.route, &method, principal, peer) {
+                Ok(_) if cross_site_cookie => {
+                    drained = http::discard_body(req, app.config.max_body).await;
+                    http::problem(&Problem::forbidden(
+                        "a write with the session cookie must come from the dashboard's own origin",
+                    ))
+                }
                 Ok(access) => {
                     if token_given && principal.is_none() {
                         // A bad token is refused even where none is needed.
@@ -399,7 +417,15 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
     response
 }
 
-/// The caller of a bearer token: the token must verify and still match
+/// Methods that change nothing (RFC 9110 §9.2.1).
+fn is_safe(method: &hyper::Method) -> bool {
+    matches!(
+        *method,
+        hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS
+    )
+}
+
+/// The caller of a token (bearer header or session cookie): it must verify and still match
 /// the user's current grant (the user exists, with the same role, customer
 /// and token generation), read on every request so that removing a user or
 /// changing its password or role ends its tokens at once, whichever
@@ -415,12 +441,6 @@ async fn authenticate(app: &App, token: &str) -> Option<auth::Principal> {
             None
         }
     }
-}
-
-fn bearer(req: &Request<Incoming>) -> Option<&str> {
-    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn method_label(method: &hyper::Method) -> &'static str {

@@ -31,6 +31,13 @@ pub enum Route {
     Payments,
     Payment,
     OrderPayments,
+    // Added for the dashboard (DESIGN §9).
+    Dashboard,
+    TrackPage,
+    Asset,
+    Session,
+    ChangesStream,
+    ProductRestock,
     Notifications,
     NotificationRetry,
 }
@@ -58,13 +65,19 @@ impl Route {
             Route::Payments => "/api/payments",
             Route::Payment => "/api/payments/{id}",
             Route::OrderPayments => "/api/orders/{id}/payments",
+            Route::Dashboard => "/",
+            Route::TrackPage => "/track/{tracking_code}",
+            Route::Asset => "/assets/{name}",
+            Route::Session => "/auth/session",
+            Route::ChangesStream => "/api/changes/stream",
+            Route::ProductRestock => "/api/products/{id}/restock",
             Route::Notifications => "/api/notifications",
             Route::NotificationRetry => "/api/notifications/{id}/retry",
         }
     }
 
     /// Every route, for the OpenAPI coverage test.
-    pub const ALL: [Route; 21] = [
+    pub const ALL: [Route; 27] = [
         Route::Healthz,
         Route::Metrics,
         Route::OpenApi,
@@ -84,6 +97,12 @@ impl Route {
         Route::Payments,
         Route::Payment,
         Route::OrderPayments,
+        Route::Dashboard,
+        Route::TrackPage,
+        Route::Asset,
+        Route::Session,
+        Route::ChangesStream,
+        Route::ProductRestock,
         Route::Notifications,
         Route::NotificationRetry,
     ];
@@ -136,6 +155,17 @@ pub const RULES: &[(Route, Method, Rule)] = &[
     (Route::Payment, Method::GET, Rule::Admin),
     // The handler limits a customer to its own orders (404 otherwise).
     (Route::OrderPayments, Method::GET, Rule::AnyUser),
+    // The dashboard: its pages and assets are public (the data is not).
+    (Route::Dashboard, Method::GET, Rule::Anyone),
+    (Route::TrackPage, Method::GET, Rule::Anyone),
+    (Route::Asset, Method::GET, Rule::Anyone),
+    // Browser sessions: log in (sets the cookie), who am I (anyone may ask,
+    // so a logged-out page gets an answer, not an error), log out.
+    (Route::Session, Method::POST, Rule::Anyone),
+    (Route::Session, Method::GET, Rule::Anyone),
+    (Route::Session, Method::DELETE, Rule::Anyone),
+    (Route::ChangesStream, Method::GET, Rule::AnyUser),
+    (Route::ProductRestock, Method::POST, Rule::Admin),
     (Route::Notifications, Method::GET, Rule::Admin),
     (Route::NotificationRetry, Method::POST, Rule::Admin),
 ];
@@ -172,6 +202,12 @@ pub fn match_path(path: &str) -> Option<Matched> {
         .ok()?;
     let segments: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
     match segments.as_slice() {
+        [""] => plain(Route::Dashboard),
+        ["track", code] => with(Route::TrackPage, code),
+        ["assets", name] => with(Route::Asset, name),
+        ["auth", "session"] => plain(Route::Session),
+        ["api", "changes", "stream"] => plain(Route::ChangesStream),
+        ["api", "products", id, "restock"] => with(Route::ProductRestock, id),
         ["healthz"] => plain(Route::Healthz),
         ["metrics"] => plain(Route::Metrics),
         ["auth", "register"] => plain(Route::Register),
@@ -329,7 +365,6 @@ mod tests {
             Route::OrderStatus
         );
         assert_eq!(match_path("/api/orders/").unwrap().route, Route::Orders);
-        assert!(match_path("/").is_none());
         assert_eq!(
             match_path("/api/payments/webhook").unwrap().route,
             Route::PaymentWebhook
@@ -339,6 +374,17 @@ mod tests {
             match_path("/api/orders/3/payments").unwrap().route,
             Route::OrderPayments
         );
+        assert_eq!(match_path("/").unwrap().route, Route::Dashboard);
+        assert_eq!(
+            match_path("/track/TRK1").unwrap().param.as_deref(),
+            Some("TRK1")
+        );
+        assert_eq!(
+            match_path("/api/changes/stream").unwrap().route,
+            Route::ChangesStream
+        );
+        assert!(match_path("/track/").is_none());
+        assert!(match_path("/assets/a/b.js").is_none());
         // Segments are percent-decoded before matching.
         let product = |path| match_path(path).and_then(|m| m.param);
         assert_eq!(product("/api/products/%57ID-1").as_deref(), Some("WID-1"));

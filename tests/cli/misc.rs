@@ -142,8 +142,9 @@ fn init_demo_loads_products_customers_and_orders() {
     assert_eq!(db.ids(&["customer", "list"]).len(), 8);
     let orders = db.json(&["order", "list"]);
     let orders = orders.as_array().expect("array");
-    assert_eq!(orders.len(), 6);
-    let statuses: Vec<&str> = orders.iter().map(|o| s(o, "status")).collect();
+    // Enough orders in every status for the dashboard's demo.
+    assert_eq!(orders.len(), 30);
+    let statuses: Vec<&str> = orders.iter().take(6).map(|o| s(o, "status")).collect();
     assert_eq!(
         statuses,
         [
@@ -155,7 +156,15 @@ fn init_demo_loads_products_customers_and_orders() {
             "PAID"
         ]
     );
-    let keys: Vec<&str> = orders.iter().map(|o| s(o, "idempotency_key")).collect();
+    for status in ["PENDING", "PAID", "FULFILLED", "CANCELLED"] {
+        let count = orders.iter().filter(|o| s(o, "status") == status).count();
+        assert!(count >= 5, "{count} {status} demo orders");
+    }
+    let keys: Vec<&str> = orders
+        .iter()
+        .take(6)
+        .map(|o| s(o, "idempotency_key"))
+        .collect();
     assert_eq!(
         keys,
         [
@@ -388,7 +397,7 @@ fn verify_passes_on_a_clean_database() {
     assert_eq!(s(&report, "integrity"), "ok");
     assert_eq!(report["problems"], serde_json::json!([]));
     assert_eq!(n(&report, "products_checked"), 12);
-    assert_eq!(n(&report, "orders_checked"), 6);
+    assert_eq!(n(&report, "orders_checked"), 30);
 }
 
 #[test]

@@ -102,6 +102,7 @@ impl FilterArgs {
             search: self.search.clone(),
             limit,
             after: self.after,
+            newest_first: false,
         })
     }
 }

@@ -62,6 +62,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result {
     oms_daemon::run(config, |addr| {
         eprintln!("oms serving http://{addr}/ (Ctrl-C to stop)");
         if demo {
+            eprintln!("dashboard: open http://{addr}/ and log in as the demo admin");
             eprintln!(
                 "demo admin: {} / {}  (POST /auth/login for a token)",
                 crate::demo::ADMIN_EMAIL,

@@ -8,7 +8,7 @@
 use rusqlite::{Connection, params};
 
 use super::{Store, WriteTx};
-use crate::{Change, CustomerId, Result, Seq, Timestamp};
+use crate::{Change, CustomerId, EntityFilter, Result, Seq, Timestamp};
 
 impl WriteTx<'_> {
     /// Appends a change. `customer_id` marks changes a customer may see.
@@ -56,6 +56,7 @@ pub(crate) fn changes_after(
     after: Seq,
     limit: u64,
     customer: Option<CustomerId>,
+    entity: Option<&EntityFilter>,
 ) -> Result<Vec<Change>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(Change, String)> {
@@ -73,24 +74,41 @@ pub(crate) fn changes_after(
             r.get(6)?,
         ))
     };
-    let rows: Vec<(Change, String)> = match customer {
-        None => {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, at, type, entity, entity_id, actor, data, customer_id FROM changes
-                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            stmt.query_map(params![after.get(), limit], map)?
-                .collect::<rusqlite::Result<_>>()?
+    // Parameters: ?1 after, ?2 limit, ?3 customer, ?4 entity, ?5 entity id.
+    // Each combination is its own cached statement, so each keeps the plan
+    // that uses its index (`changes_customer`, `changes_entity`).
+    let mut clauses = vec!["seq > ?1"];
+    if customer.is_some() {
+        clauses.push("customer_id = ?3");
+    }
+    if let Some(filter) = entity {
+        clauses.push("entity = ?4");
+        if filter.entity_id.is_some() {
+            clauses.push("entity_id = ?5");
         }
-        Some(customer) => {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, at, type, entity, entity_id, actor, data, customer_id FROM changes
-                 WHERE customer_id = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            stmt.query_map(params![after.get(), limit, customer.get()], map)?
-                .collect::<rusqlite::Result<_>>()?
+    }
+    let sql = format!(
+        "SELECT seq, at, type, entity, entity_id, actor, data, customer_id FROM changes
+         WHERE {} ORDER BY seq LIMIT ?2",
+        clauses.join(" AND ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut bind = |index: usize, value: &dyn rusqlite::ToSql| -> Result<()> {
+        // Only the parameters the statement uses are bound.
+        if stmt.parameter_index(&format!("?{index}"))?.is_some() {
+            stmt.raw_bind_parameter(index, value)?;
         }
+        Ok(())
     };
+    bind(1, &after.get())?;
+    bind(2, &limit)?;
+    bind(3, &customer.map(CustomerId::get))?;
+    bind(4, &entity.map(|f| f.entity.as_str()))?;
+    bind(5, &entity.and_then(|f| f.entity_id))?;
+    let rows: Vec<(Change, String)> = stmt
+        .raw_query()
+        .mapped(map)
+        .collect::<rusqlite::Result<_>>()?;
     Ok(rows
         .into_iter()
         .map(|(mut change, data)| {
@@ -109,7 +127,19 @@ impl Store {
         limit: u64,
         customer: Option<CustomerId>,
     ) -> Result<Vec<Change>> {
-        changes_after(&self.conn, after, limit, customer)
+        changes_after(&self.conn, after, limit, customer, None)
+    }
+
+    /// [`Store::changes_after`] narrowed to the changes about one entity
+    /// (an order's history: `entity = "order"`, `entity_id = 7`).
+    pub fn entity_changes_after(
+        &self,
+        after: Seq,
+        limit: u64,
+        customer: Option<CustomerId>,
+        entity: &EntityFilter,
+    ) -> Result<Vec<Change>> {
+        changes_after(&self.conn, after, limit, customer, Some(entity))
     }
 
     /// The newest `seq`, or 0 for an empty log.

@@ -22,7 +22,7 @@ mod settings;
 mod users;
 mod verify;
 
-pub use customers::CustomerQuery;
+pub use customers::{CustomerQuery, MAX_IDS as MAX_CUSTOMER_IDS};
 pub use products::{ProductQuery, Upserted};
 
 use std::cell::Cell;

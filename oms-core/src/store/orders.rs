@@ -161,7 +161,11 @@ fn filter_clause(conn: &Connection, filter: &OrderFilter) -> Result<(String, Vec
         values.push(Value::Integer(until.millis()));
     }
     if let Some(after) = filter.after {
-        clauses.push("o.id > ?");
+        clauses.push(if filter.newest_first {
+            "o.id < ?"
+        } else {
+            "o.id > ?"
+        });
         values.push(Value::Integer(after.get()));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.trim().is_empty()) {
@@ -207,7 +211,8 @@ impl Store {
         }
     }
 
-    /// Orders matching the filter, ordered by id, with their items.
+    /// Orders matching the filter, ordered by id (the newest first when the
+    /// filter says so), with their items.
     pub fn orders(&self, filter: &OrderFilter) -> Result<Vec<Order>> {
         // One read transaction: the orders and their items are one snapshot.
         let snapshot = self.conn.unchecked_transaction()?;
@@ -217,9 +222,10 @@ impl Store {
                 .limit
                 .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
         ));
+        let direction = if filter.newest_first { "DESC" } else { "ASC" };
         let mut orders: Vec<Order> = snapshot
             .prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM orders o WHERE {clause} ORDER BY o.id LIMIT ?"
+                "SELECT {ORDER_COLUMNS} FROM orders o WHERE {clause} ORDER BY o.id {direction} LIMIT ?"
             ))?
             .query_map(params_from_iter(values), order_from_row)?
             .collect::<rusqlite::Result<_>>()?;

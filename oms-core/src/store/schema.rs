@@ -191,7 +191,12 @@ UPDATE users SET token_generation = random();
     // ids are kept so replays are recognised in the transaction of their
     // effect. CHECKs are written with OR (see `CHECK_REWRITES`).
     Sql(PAYMENTS),
-    // 6: the notification outbox of DESIGN §7: a kind instead of a rendered
+    // 6: one record's history from the change log (the dashboard's order
+    // detail: `GET /api/changes?entity=order&entity_id=7`).
+    Sql(r#"
+CREATE INDEX changes_entity ON changes (entity, entity_id, seq);
+"#),
+    // 7: the notification outbox of DESIGN §7: a kind instead of a rendered
     // subject and body (mails are rendered when sent, so placement writes
     // only what the template needs), `dead` instead of `failed`, the
     // Message-ID and a lease for claiming. SQLite cannot change columns or

@@ -2,7 +2,9 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use oms_core::{CustomerRef, Error, NewUser, Role, parse_email, parse_name, password};
+use oms_core::{
+    CustomerRef, Error, NewUser, Role, Timestamp, User, parse_email, parse_name, password,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -96,11 +98,24 @@ pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 2] {
 pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     // The body is read before anything is refused (see `http::discard_body`).
     let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
+    let (user, token, expires_at) = authenticate(&ctx, &bytes).await?;
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"token": token, "expires_at": expires_at, "role": user.role}),
+    ))
+}
+
+/// The login of `/auth/login` and `/auth/session`: rate limits, the
+/// password check and a new token for the user.
+pub(crate) async fn authenticate(
+    ctx: &Ctx<'_>,
+    bytes: &[u8],
+) -> Result<(User, String, Timestamp), Problem> {
     ctx.app
         .login_by_ip
         .check(&ctx.peer.ip().to_string())
         .map_err(Problem::too_many)?;
-    let body = decode_login(&bytes)?;
+    let body = decode_login(bytes)?;
     let account = body.email.trim().to_ascii_lowercase();
     ctx.app
         .login_by_account
@@ -123,7 +138,6 @@ pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
     let Some(account) = account.filter(|_| ok) else {
         return Err(Problem::unauthorized("wrong e-mail or password"));
     };
-    let user = account.user;
     let (token, expires_at) = ctx
         .app
         .keys
@@ -132,8 +146,5 @@ pub async fn login(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
             tracing::error!(error = %e, "cannot sign a token");
             Problem::internal()
         })?;
-    Ok(http::json(
-        StatusCode::OK,
-        &json!({"token": token, "expires_at": expires_at, "role": user.role}),
-    ))
+    Ok((account.user, token, expires_at))
 }

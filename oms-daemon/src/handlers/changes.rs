@@ -1,4 +1,5 @@
-//! `GET /api/changes?after&limit&wait`: the long-poll change feed.
+//! `GET /api/changes?after&limit&wait[&entity&entity_id]`: the long-poll
+//! change feed, optionally narrowed to one record's history.
 //!
 //! Answers at once when a change newer than `after` exists; otherwise holds
 //! the request until a commit wakes it or `wait` runs out. It subscribes to
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use oms_core::Seq;
+use oms_core::{EntityFilter, Seq};
 use serde_json::json;
 
 use super::Ctx;
@@ -17,6 +18,25 @@ use crate::http::{self, Response};
 use crate::problem::Problem;
 
 const MAX_WAIT_SECS: u64 = 60;
+
+/// `entity` (e.g. `order`) and `entity_id`: one record's history. An
+/// `entity_id` without `entity` names nothing and is refused.
+fn entity_filter(
+    q: &std::collections::HashMap<String, String>,
+) -> Result<Option<EntityFilter>, Problem> {
+    let entity = q.get("entity").map(|e| e.trim()).filter(|e| !e.is_empty());
+    let entity_id = http::query_num::<i64>(q, "entity_id")?;
+    match (entity, entity_id) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(Problem::bad_request(
+            "entity_id needs entity (e.g. entity=order&entity_id=7)",
+        )),
+        (Some(entity), entity_id) => Ok(Some(EntityFilter {
+            entity: entity.to_string(),
+            entity_id,
+        })),
+    }
+}
 const MAX_LIMIT: u64 = 1000;
 
 pub async fn poll(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
@@ -26,6 +46,7 @@ pub async fn poll(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
         .unwrap_or(100)
         .clamp(1, MAX_LIMIT);
     let wait = http::query_num::<u64>(&q, "wait")?.unwrap_or(0);
+    let entity = entity_filter(&q)?;
     if wait > MAX_WAIT_SECS {
         return Err(Problem::bad_request(format!(
             "wait must be at most {MAX_WAIT_SECS} seconds"
@@ -46,16 +67,20 @@ pub async fn poll(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
         // After a wake-up the published changes usually hold the answer;
         // the first look, and any gap, go to the database.
         let from_memory = if woken {
-            published.changes_after(after, limit, customer)
+            published.matching_after(after, limit, customer, entity.as_ref())
         } else {
             None
         };
         let changes = match from_memory {
             Some(changes) => changes,
             None => {
+                let entity = entity.clone();
                 ctx.app
                     .db
-                    .read(move |store| store.changes_after(after, limit, customer))
+                    .read(move |store| match &entity {
+                        None => store.changes_after(after, limit, customer),
+                        Some(e) => store.entity_changes_after(after, limit, customer, e),
+                    })
                     .await?
             }
         };

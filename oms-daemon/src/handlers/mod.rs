@@ -4,11 +4,14 @@
 mod account;
 mod changes;
 mod customers;
+mod dashboard;
 mod misc;
 mod notifications;
 mod orders;
 mod payments;
 mod products;
+mod session;
+mod stream;
 
 use std::net::SocketAddr;
 
@@ -22,7 +25,9 @@ use crate::routes::{Access, Route};
 
 /// What every handler gets.
 pub struct Ctx<'a> {
-    pub app: &'a App,
+    /// Shared state; an `Arc` so an answer that outlives the handler (an
+    /// event stream) can keep it.
+    pub app: &'a std::sync::Arc<App>,
     pub access: Access,
     /// The `{id}` or `{tracking_code}` of the path.
     pub param: Option<String>,
@@ -108,6 +113,13 @@ pub async fn dispatch(
         (Route::Payments, _) => payments::list(ctx, req).await,
         (Route::Payment, _) => payments::get(ctx).await,
         (Route::OrderPayments, _) => payments::of_order(ctx, req).await,
+        (Route::Dashboard | Route::TrackPage, _) => Ok(dashboard::page(&req)),
+        (Route::Asset, _) => dashboard::asset(ctx, &req),
+        (Route::Session, Method::POST) => session::login(ctx, req).await,
+        (Route::Session, Method::GET) => session::current(ctx),
+        (Route::Session, _) => session::logout(&req),
+        (Route::ChangesStream, _) => stream::open(ctx, req).await,
+        (Route::ProductRestock, _) => products::restock(ctx, req).await,
         (Route::Notifications, _) => notifications::list(ctx, req).await,
         (Route::NotificationRetry, _) => notifications::retry(ctx, req).await,
     }

@@ -242,6 +242,15 @@ async fn filter(
         search: q.get("q").cloned().filter(|s| !s.is_empty()),
         limit,
         after: http::query_num::<i64>(q, "after")?.map(OrderId),
+        newest_first: match q.get("direction").map(|v| v.trim()) {
+            None | Some("" | "asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(Problem::bad_request(format!(
+                    "direction={other:?}: give asc (oldest first) or desc (newest first)"
+                )));
+            }
+        },
     };
     let forbidden = || Problem::forbidden("a customer lists only its own orders");
     let customer = match (ctx.access.own_customer(), requested) {
@@ -449,7 +458,11 @@ pub async fn track(ctx: Ctx<'_>) -> Result<Response, Problem> {
 pub async fn export(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
     let q = http::query(req.uri());
     let limit = http::query_num::<u64>(&q, "limit")?;
-    let filter = filter(&ctx, &q, limit).await?;
+    // The export streams in id order; `direction` is the list's alone.
+    let filter = OrderFilter {
+        newest_first: false,
+        ..filter(&ctx, &q, limit).await?
+    };
     let by_order = match q.get("by_order").map(|v| v.trim()) {
         None | Some("" | "false" | "0") => false,
         Some("true" | "1") => true,
@@ -483,7 +496,7 @@ pub async fn export(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pr
     );
     res.headers_mut().insert(
         "content-disposition",
-        HeaderValue::from_static("attachment; filename=\"orders.csv\""),
+        HeaderValue::from_static("attachment; filename=\"export.csv\""),
     );
     Ok(res)
 }

@@ -140,7 +140,7 @@ fn decode_update(bytes: &[u8]) -> Result<Update, Problem> {
 
 /// Every body decoder of this module, as the fuzz targets call them, with
 /// prices parsed in a two-decimal currency as the write would.
-pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 2] {
+pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 3] {
     let usd = oms_core::Currency::USD;
     let create = decode_create(bytes).and_then(|(body, ..)| Ok(usd.parse_amount(&body.price)?));
     let update = decode_update(bytes).and_then(|(body, ..)| {
@@ -150,7 +150,11 @@ pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> [bool; 2] {
             .map(|p| usd.parse_amount(p))
             .transpose()?)
     });
-    [create.is_ok(), update.is_ok()]
+    [
+        create.is_ok(),
+        update.is_ok(),
+        decode_restock(bytes).is_ok(),
+    ]
 }
 
 pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
@@ -191,4 +195,42 @@ pub async fn remove(ctx: Ctx<'_>) -> Result<Response, Problem> {
         .write(ctx.access.actor(), move |tx| tx.remove_product(&target))
         .await?;
     Ok(http::empty(StatusCode::NO_CONTENT))
+}
+
+#[derive(Deserialize)]
+struct RestockBody {
+    add: Option<i64>,
+    set: Option<i64>,
+}
+
+/// The body of `POST /api/products/{id}/restock`: exactly one of `add`
+/// (units received) and `set` (a count).
+fn decode_restock(bytes: &[u8]) -> Result<Restock, Problem> {
+    let body: RestockBody = http::parse_json(bytes, &["add", "set"], SERVER_SET)?;
+    match (body.add, body.set) {
+        (Some(n), None) => Ok(Restock::Add(n)),
+        (None, Some(n)) => Ok(Restock::Set(n)),
+        _ => Err(Problem::unprocessable(
+            "give exactly one of add or set",
+            vec![crate::problem::FieldError {
+                field: "add".into(),
+                message: "give exactly one of add (units received) or set (a count)".into(),
+            }],
+        )),
+    }
+}
+
+/// `POST /api/products/{id}/restock`: `oms product restock` over HTTP.
+/// Adding is done inside the write transaction, so two restocks at once
+/// both count (a stocktake through `PATCH` sets a number instead).
+pub async fn restock(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Problem> {
+    let bytes = http::read_json_body(req, ctx.app.config.max_body).await?;
+    let target = product_ref(&ctx)?;
+    let how = decode_restock(&bytes)?;
+    let product = ctx
+        .app
+        .db
+        .write(ctx.access.actor(), move |tx| tx.restock(&target, how))
+        .await?;
+    Ok(http::json(StatusCode::OK, &product))
 }

@@ -33,7 +33,7 @@ const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 
 /// Paths that name no route: 404 for any method and any caller.
 const UNROUTED: [&str; 6] = [
-    "/",
+    "/index.html",
     "/api",
     "/api/payments/webhook/x",
     "/api/orders/1/status/x",
@@ -302,7 +302,10 @@ fn alice_as_admin(server: &Server) -> Value {
 
 #[test]
 fn authorization_matrix_matches_the_contract() {
-    let server = Server::start();
+    // No feed waiters: an authorized event stream then answers 503 at once
+    // instead of staying open (its authorization is decided before the
+    // cap; tests/it/stream.rs covers what it streams to whom).
+    let server = Server::start_with(|c| c.max_waiters = 0);
     let alice_customer = server.alice.customer_id();
     let spare = server.spare_customer_id;
     server.add_product("DEL-ME", "1.00", 1);
@@ -415,6 +418,23 @@ fn authorization_matrix_matches_the_contract() {
             format!("/api/orders/{a_paid_id}/payments"),
             [401, 404, 200, 200],
         ),
+        probe("GET", "/api/changes/stream", [401, 503, 503, 503]),
+        probe(
+            "POST",
+            format!("/api/products/{WIDGET}/restock"),
+            [401, 403, 403, 200],
+        )
+        .body(json!({"add": 1})),
+        // The dashboard: public pages and files; the data stays behind auth.
+        probe("GET", "/", [200, 200, 200, 200]),
+        probe("GET", format!("/track/{a_code}"), [200, 200, 200, 200]),
+        probe("GET", "/assets/app.js", [200, 200, 200, 200]),
+        probe("GET", "/auth/session", [200, 200, 200, 200]),
+        // Opening or closing a browser session needs the daemon's own
+        // origin, which these probes do not claim.
+        probe("POST", "/auth/session", [403, 403, 403, 403])
+            .body(json!({"email": ALICE_EMAIL, "password": PASSWORD})),
+        probe("DELETE", "/auth/session", [403, 403, 403, 403]),
     ];
 
     // Every method a route does not answer: 405 before any auth.

@@ -8,6 +8,7 @@
 mod authz;
 mod concurrency;
 mod conventions;
+mod dashboard;
 mod endpoints;
 mod feed;
 mod idempotency;
@@ -18,5 +19,6 @@ mod openapi;
 mod ops;
 mod payments;
 mod status_model;
+mod stream;
 mod support;
 mod wal;
