@@ -7,6 +7,8 @@
 //!   long-poll connections (or event streams, `--stream`) are held;
 //! - `stream-latency`: how long events take to reach open event streams
 //!   (`/api/changes/stream`) after a commit;
+//! - `smtp-sink` and `mail-throughput`: a fake SMTP server for the daemon's
+//!   dispatcher, and `oms notify send`'s messages per second;
 //! - `limits`: resource-limit attacks (huge bodies, deep JSON, huge limits,
 //!   slowloris, idle connections, waiters over the cap), each judged by its
 //!   answer, the daemon's health checks and its peak memory;
@@ -22,6 +24,7 @@ mod feed;
 mod http;
 mod idle;
 mod limits;
+mod mail;
 mod sse;
 mod stats;
 mod storage;
@@ -57,6 +60,10 @@ enum Command {
     /// Resource-limit attacks: huge bodies, deep JSON, huge limits,
     /// slowloris, idle connections, waiters over the cap.
     Limits(LimitsArgs),
+    /// A fake SMTP server accepting every message (prints port=N).
+    SmtpSink(mail::SinkArgs),
+    /// Messages per second of `oms notify send` to a fake SMTP server.
+    MailThroughput(mail::ThroughputArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -236,6 +243,8 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
+        Command::SmtpSink(args) => runtime().and_then(|rt| rt.block_on(mail::sink(&args))),
+        Command::MailThroughput(args) => mail::throughput(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

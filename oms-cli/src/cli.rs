@@ -25,7 +25,13 @@ Environment:
   OMS_LOG_FORMAT  oms serve: json or text
   OMS_WEBHOOK_SECRET           oms serve: secret of the Razorpay webhook's signatures
                                (unset: POST /api/payments/webhook answers 503)
-  OMS_WEBHOOK_SECRET_PREVIOUS  oms serve: also accepted while rotating the secret";
+  OMS_WEBHOOK_SECRET_PREVIOUS  oms serve: also accepted while rotating the secret
+  OMS_SMTP_URL    oms serve / notify send: mail server, smtp://user:pass@host:587
+                  (STARTTLS), smtps://user:pass@host:465 or smtp://host:25?tls=none
+  OMS_MAIL_FROM   sender of notification mails, e.g. 'Shop <shop@example.com>'
+  OMS_PUBLIC_URL  base of the tracking link in mails, e.g. https://shop.example
+  OMS_SMTP_TIMEOUT, OMS_MAIL_RETRY_AFTER, OMS_MAIL_MAX_ATTEMPTS
+                  mail delivery tuning (30s, 3m, 10; see the README)";
 
 /// Order management on a SQLite file: products, customers, orders with
 /// stock reservations and a strict status machine, CSV in and out.
@@ -89,6 +95,9 @@ pub enum Command {
     /// Mint tokens for scripts calling the daemon.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// The e-mail notification outbox: list, deliver (cron), retry.
+    #[command(subcommand)]
+    Notify(commands::notify::NotifyCommand),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
     /// Print or install the manual pages (generated from this help).

@@ -39,6 +39,9 @@ pub enum CliError {
         total: usize,
         code: u8,
     },
+    /// `oms notify send` found mail due and could deliver none of it.
+    #[error("{0}")]
+    Delivery(String),
 }
 
 impl CliError {
@@ -70,7 +73,7 @@ impl CliError {
                 ErrorKind::Invalid => exit::INVALID,
                 ErrorKind::Busy | ErrorKind::StorageFull | ErrorKind::Internal => exit::INTERNAL,
             },
-            CliError::Io { .. } | CliError::Serve(_) => exit::INTERNAL,
+            CliError::Io { .. } | CliError::Serve(_) | CliError::Delivery(_) => exit::INTERNAL,
             CliError::Usage(_) => exit::USAGE,
             CliError::Batch { code, .. } => *code,
         }

@@ -302,6 +302,45 @@ impl Record for oms_core::payment::Payment {
     }
 }
 
+impl Record for oms_core::Notification {
+    fn columns() -> &'static [&'static str] {
+        &[
+            "id",
+            "order_id",
+            "recipient",
+            "kind",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+            "message_id",
+            "created_at",
+            "sent_at",
+        ]
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.order_id.to_string(),
+            self.recipient.clone(),
+            self.kind.to_string(),
+            self.status.to_string(),
+            self.attempts.to_string(),
+            self.next_attempt_at.to_string(),
+            self.last_error.clone().unwrap_or_default(),
+            self.message_id.clone().unwrap_or_default(),
+            self.created_at.to_string(),
+            self.sent_at.map(|t| t.to_string()).unwrap_or_default(),
+        ]
+    }
+    fn id(&self) -> String {
+        self.id.to_string()
+    }
+    fn table_columns() -> &'static [usize] {
+        &[0, 1, 2, 3, 4, 5, 6, 7]
+    }
+}
+
 impl Record for oms_core::ImportSummary {
     fn columns() -> &'static [&'static str] {
         &["rows", "created", "updated", "unchanged", "dry_run"]

@@ -63,3 +63,7 @@ id_type!(
     /// A position in the change log; strictly increasing, gap-free.
     Seq, "change sequence"
 );
+id_type!(
+    /// Identifies a row of the notification outbox.
+    NotificationId, "notification"
+);

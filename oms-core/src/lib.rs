@@ -12,6 +12,7 @@ mod error;
 mod ids;
 mod model;
 mod money;
+mod notification;
 pub mod password;
 pub mod payment;
 pub mod search;
@@ -20,9 +21,13 @@ mod store;
 mod timestamp;
 
 pub use error::{Error, ErrorKind, LineFailure, Result};
-pub use ids::{CustomerId, OrderId, PaymentId, ProductId, Seq, UserId};
+pub use ids::{CustomerId, NotificationId, OrderId, PaymentId, ProductId, Seq, UserId};
 pub use model::*;
 pub use money::{Currency, Money};
+pub use notification::{
+    Backlog, Claim, ClaimedNotification, MailOrder, MailOutcome, Notification, NotificationFilter,
+    NotificationKind, NotificationStatus, Recorded,
+};
 pub use status::Status;
 pub use store::{
     Actor, DriftReport, ExpireOutcome, GroupJob, ImportSummary, Options, PlaceOutcome,

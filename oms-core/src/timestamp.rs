@@ -39,6 +39,14 @@ impl Timestamp {
         )
     }
 
+    /// This time plus a duration (saturating).
+    pub fn plus(self, d: std::time::Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
     /// Parses RFC 3339 (`2026-11-22T10:00:00Z`, any offset) or a bare date
     /// (`2026-11-22`, meaning midnight UTC).
     pub fn parse(input: &str) -> crate::Result<Self> {

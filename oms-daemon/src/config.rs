@@ -41,6 +41,9 @@ pub struct Config {
     pub webhook_secret: Option<String>,
     /// `OMS_WEBHOOK_SECRET_PREVIOUS`: also accepted during a rotation.
     pub webhook_secret_previous: Option<String>,
+    /// Deliver the notification outbox over SMTP from inside the daemon
+    /// (`OMS_SMTP_URL` set); `None`: leave it to `oms notify send`.
+    pub mail: Option<crate::mail::MailConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -64,6 +67,7 @@ impl std::fmt::Debug for Config {
             .field("max_body", &self.max_body)
             .field("max_connections", &self.max_connections)
             .field("max_waiters", &self.max_waiters)
+            .field("mail", &self.mail)
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +93,7 @@ impl Config {
             expire_every: Duration::from_secs(60),
             webhook_secret: None,
             webhook_secret_previous: None,
+            mail: None,
         }
     }
 }

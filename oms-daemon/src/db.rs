@@ -283,6 +283,19 @@ impl Db {
             .map_err(|_| Error::Database("the writer dropped a job".into()))?
     }
 
+    /// Writes waiting for the writer thread now: more than zero means it
+    /// is busy (the mail dispatcher then paces itself).
+    pub fn queued(&self) -> usize {
+        self.jobs
+            .lock()
+            .ok()
+            .and_then(|jobs| {
+                jobs.as_ref()
+                    .map(|sender| sender.max_capacity() - sender.capacity())
+            })
+            .unwrap_or(0)
+    }
+
     /// Runs `query` on a read-only connection off the runtime threads.
     pub async fn read<T, F>(&self, query: F) -> Result<T>
     where

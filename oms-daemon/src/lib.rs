@@ -14,6 +14,7 @@ mod exposition;
 mod feed;
 mod handlers;
 mod http;
+pub mod mail;
 mod metrics;
 pub mod problem;
 pub mod routes;
@@ -66,6 +67,8 @@ pub enum StartError {
     Core(#[from] oms_core::Error),
     #[error(transparent)]
     Secret(#[from] auth::WeakSecret),
+    #[error(transparent)]
+    Mail(#[from] mail::MailError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -89,6 +92,8 @@ pub struct App {
     /// The payment webhook's secrets, keyed; `None` when not configured.
     webhook_keys: Option<webhook::Keys>,
     shutdown: watch::Sender<bool>,
+    /// The SMTP side of the daemon's mail dispatcher, when configured.
+    mailer: Option<Arc<mail::Mailer>>,
     _watcher: ExternalWatcher,
 }
 
@@ -99,6 +104,10 @@ impl App {
         let feed_store = Store::open(&config.db)?;
         let secret = resolve_secret(&config, &feed_store)?;
         let keys = Keys::new(secret.as_bytes())?;
+        let mailer = match &config.mail {
+            Some(mail) => Some(Arc::new(mail::Mailer::new(mail.clone())?)),
+            None => None,
+        };
         let feed = Arc::new(Feed::new(feed_store.last_seq()?, config.max_waiters));
         let metrics = Arc::new(Metrics::new());
         let db = Db::open(
@@ -127,6 +136,7 @@ impl App {
                 config.webhook_secret_previous.as_deref(),
             ),
             shutdown: watch::Sender::new(false),
+            mailer,
             _watcher: watcher,
             config,
         }))
@@ -188,6 +198,10 @@ pub async fn serve(
     if let Some(age) = app.config.expire_pending_after {
         tokio::spawn(expire_pending(Arc::clone(&app), age));
     }
+    let dispatcher = app
+        .mailer
+        .clone()
+        .map(|mailer| tokio::spawn(mail::run_in_daemon(Arc::clone(&app), mailer)));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -233,10 +247,21 @@ pub async fn serve(
     // forgets to release long-polls (docs/reliability.md).
     #[cfg(not(feature = "broken-shutdown-waiters"))]
     app.shutdown.send_replace(true);
+    let grace = tokio::time::sleep(app.config.shutdown_grace);
+    tokio::pin!(grace);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(app.config.shutdown_grace) => {
+        () = &mut grace => {
             tracing::warn!("grace period over; closing remaining connections");
+        }
+    }
+    // The dispatcher records what its sends in flight did (through the
+    // writer, which `App::close` stops after this returns); rows it could
+    // not record come back when their lease runs out.
+    if let Some(dispatcher) = dispatcher {
+        tokio::select! {
+            _ = dispatcher => {}
+            () = &mut grace => tracing::warn!("grace period over; mail dispatcher abandoned"),
         }
     }
     Ok(())

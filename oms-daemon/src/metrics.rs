@@ -32,6 +32,11 @@ struct CauseLabels {
     cause: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -42,6 +47,9 @@ pub struct Metrics {
     batch_size: Histogram,
     webhook_deliveries: Family<WebhookLabels, Counter>,
     write_failures: Family<CauseLabels, Counter>,
+    notifications: Family<OutcomeLabels, Counter>,
+    outbox_backlog: Gauge,
+    outbox_oldest_due: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -97,10 +105,31 @@ impl Metrics {
             "Writes refused because their commit failed, by cause (storage_full: the disk is full)",
             write_failures.clone(),
         );
+        let notifications = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notification delivery attempts by outcome (sent, rescheduled, dead)",
+            notifications.clone(),
+        );
+        let outbox_backlog = Gauge::default();
+        registry.register(
+            "outbox_backlog",
+            "Notifications due for delivery now",
+            outbox_backlog.clone(),
+        );
+        let outbox_oldest_due = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "outbox_oldest_due_age_seconds",
+            "How long the longest-waiting due notification has been due (0 when none is)",
+            outbox_oldest_due.clone(),
+        );
         Metrics {
             webhook_deliveries,
             registry: Mutex::new(registry),
             write_failures,
+            notifications,
+            outbox_backlog,
+            outbox_oldest_due,
             requests,
             latency,
             orders_placed,
@@ -151,6 +180,25 @@ impl Metrics {
         self.write_failures
             .get_or_create(&CauseLabels { cause })
             .inc_by(jobs as u64);
+    }
+
+    /// Counts the outcomes of a dispatcher batch.
+    pub fn notifications_sent(&self, sent: u64, rescheduled: u64, dead: u64) {
+        for (outcome, n) in [("sent", sent), ("rescheduled", rescheduled), ("dead", dead)] {
+            self.notifications
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(n);
+        }
+    }
+
+    /// The outbox gauges, read before each render.
+    pub fn set_outbox(&self, backlog: &oms_core::Backlog, now: oms_core::Timestamp) {
+        self.outbox_backlog
+            .set(i64::try_from(backlog.due).unwrap_or(i64::MAX));
+        let age = backlog
+            .oldest_due
+            .map_or(0.0, |t| (now.millis() - t.millis()).max(0) as f64 / 1000.0);
+        self.outbox_oldest_due.set(age);
     }
 
     /// The text exposition format.

@@ -38,6 +38,8 @@ pub enum Route {
     Session,
     ChangesStream,
     ProductRestock,
+    Notifications,
+    NotificationRetry,
 }
 
 impl Route {
@@ -69,11 +71,13 @@ impl Route {
             Route::Session => "/auth/session",
             Route::ChangesStream => "/api/changes/stream",
             Route::ProductRestock => "/api/products/{id}/restock",
+            Route::Notifications => "/api/notifications",
+            Route::NotificationRetry => "/api/notifications/{id}/retry",
         }
     }
 
     /// Every route, for the OpenAPI coverage test.
-    pub const ALL: [Route; 25] = [
+    pub const ALL: [Route; 27] = [
         Route::Healthz,
         Route::Metrics,
         Route::OpenApi,
@@ -99,6 +103,8 @@ impl Route {
         Route::Session,
         Route::ChangesStream,
         Route::ProductRestock,
+        Route::Notifications,
+        Route::NotificationRetry,
     ];
 }
 
@@ -160,6 +166,8 @@ pub const RULES: &[(Route, Method, Rule)] = &[
     (Route::Session, Method::DELETE, Rule::Anyone),
     (Route::ChangesStream, Method::GET, Rule::AnyUser),
     (Route::ProductRestock, Method::POST, Rule::Admin),
+    (Route::Notifications, Method::GET, Rule::Admin),
+    (Route::NotificationRetry, Method::POST, Rule::Admin),
 ];
 
 /// A matched path with its one parameter, if any.
@@ -219,6 +227,8 @@ pub fn match_path(path: &str) -> Option<Matched> {
         ["api", "payments"] => plain(Route::Payments),
         ["api", "payments", id] => with(Route::Payment, id),
         ["api", "orders", id, "payments"] => with(Route::OrderPayments, id),
+        ["api", "notifications"] => plain(Route::Notifications),
+        ["api", "notifications", id, "retry"] => with(Route::NotificationRetry, id),
         _ => None,
     }
 }

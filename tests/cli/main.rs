@@ -9,6 +9,7 @@ mod concurrency;
 mod csv;
 mod customers;
 mod misc;
+mod notify;
 mod orders;
 mod payments;
 mod products;

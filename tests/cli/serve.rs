@@ -29,7 +29,7 @@ const STARTUP: Duration = Duration::from_secs(10);
 const ADMIN: &str = "admin@x.io";
 
 /// A running `oms serve`, killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     base: String,
@@ -43,7 +43,13 @@ impl Server {
     /// Starts `oms --db DB serve --listen 127.0.0.1:0 EXTRA...` and waits
     /// (with a deadline) for the line that names its address.
     fn start(db: &Db, extra: &[&str]) -> Server {
+        Server::start_with_env(db, extra, &[])
+    }
+
+    /// [`Server::start`] with more environment variables set.
+    pub(crate) fn start_with_env(db: &Db, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = serve_command(db, SECRET)
+            .envs(env.iter().copied())
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -81,7 +87,7 @@ impl Server {
     }
 
     /// `base` + `path`.
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -123,6 +129,12 @@ impl Server {
         self.seen.join("\n")
     }
 
+    /// `kill -9`: the daemon dies at once, mid-whatever; waits for it.
+    pub(crate) fn kill_hard(&mut self) {
+        self.child.kill().expect("SIGKILL oms serve");
+        self.child.wait().expect("reap oms serve");
+    }
+
     /// Sends SIGTERM (through `kill`, no libc).
     fn terminate(&self) {
         let status = Command::new("kill")
@@ -162,6 +174,7 @@ fn serve_command(db: &Db, secret: &str) -> Command {
     cmd.env_remove("OMS_DB")
         .env_remove("OMS_LISTEN")
         .env_remove("OMS_LOG_FORMAT")
+        .env_remove("OMS_SMTP_URL")
         .env("OMS_JWT_SECRET", secret)
         .env("OMS_LOG", "warn")
         .current_dir(db.dir())

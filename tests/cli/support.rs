@@ -95,6 +95,7 @@ impl Db {
         let mut cmd = std::process::Command::new(oms_bin());
         cmd.env_remove("OMS_DB")
             .env_remove("OMS_LOG")
+            .env_remove("OMS_SMTP_URL")
             .current_dir(self.dir.path())
             .arg("--db")
             .arg(&self.path)

@@ -7,6 +7,7 @@ pub mod completions;
 pub mod customer;
 pub mod init;
 pub mod man;
+pub mod notify;
 pub mod order;
 pub mod payment;
 pub mod product;
@@ -64,6 +65,7 @@ pub fn run(cli: Cli) -> Result {
         Command::Backup(args) => backup::run(&ctx, args),
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Token(cmd) => token::run(&ctx, cmd),
+        Command::Notify(cmd) => notify::run(&ctx, cmd),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
     }

@@ -43,6 +43,11 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result {
     let mut config = Config::new(ctx.global.db.clone());
     config.listen = args.listen;
     config.expire_pending_after = args.expire_after;
+    config.mail = super::notify::mail_config_from_env()?;
+    if let Some(mail) = &config.mail {
+        // A setting that cannot work is a usage error, before serving.
+        oms_daemon::mail::Mailer::new(mail.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
     config.jwt_secret = std::env::var("OMS_JWT_SECRET")
         .ok()
         .filter(|s| !s.is_empty());

@@ -13,6 +13,7 @@ mod changes;
 mod customers;
 mod group;
 mod inventory;
+mod notifications;
 mod orders;
 mod payments;
 mod products;

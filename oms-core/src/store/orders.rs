@@ -124,7 +124,7 @@ fn load_page_items(conn: &Connection, orders: &mut [Order]) -> Result<()> {
     Ok(())
 }
 
-fn find_order(conn: &Connection, id: OrderId) -> Result<Option<Order>> {
+pub(super) fn find_order(conn: &Connection, id: OrderId) -> Result<Option<Order>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders o WHERE o.id = ?1"
     ))?;
@@ -527,7 +527,7 @@ impl WriteTx<'_> {
                 Some(customer.id),
                 &placed_json,
             )?;
-            self.enqueue_notification(&order, Some(&customer.email), "received")?;
+            self.enqueue_notification(&order, Some(&customer.email), None)?;
             Ok(PlaceOutcome {
                 order,
                 replayed: false,
@@ -751,7 +751,7 @@ impl WriteTx<'_> {
                 Some(order.customer_id),
                 &data,
             )?;
-            self.enqueue_notification(&order, None, &order.status.as_str().to_ascii_lowercase())?;
+            self.enqueue_notification(&order, None, reason)?;
             Ok(order)
         })
     }
@@ -816,49 +816,6 @@ impl WriteTx<'_> {
             }
             Ok(out)
         })
-    }
-
-    /// Queues the e-mail for a customer about their order (the outbox the
-    /// dispatcher delivers from). `email` saves a lookup when known.
-    fn enqueue_notification(&self, order: &Order, email: Option<&str>, event: &str) -> Result<()> {
-        let subject = format!("Order #{}: {}", order.id, event);
-        let body = format!(
-            "Your order #{} is now {}. Total {} {}. Tracking code {}.",
-            order.id, order.status, order.total, order.currency, order.tracking_code
-        );
-        let now = self.now.millis();
-        match email {
-            Some(email) => self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO notifications (order_id, customer_id, recipient, subject, body,
-                     next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                )?
-                .execute(params![
-                    order.id.get(),
-                    order.customer_id.get(),
-                    email,
-                    subject,
-                    body,
-                    now
-                ])?,
-            None => self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO notifications (order_id, customer_id, recipient, subject, body,
-                     next_attempt_at, created_at)
-                 SELECT ?1, id, email, ?3, ?4, ?5, ?5 FROM customers WHERE id = ?2",
-                )?
-                .execute(params![
-                    order.id.get(),
-                    order.customer_id.get(),
-                    subject,
-                    body,
-                    now
-                ])?,
-        };
-        Ok(())
     }
 }
 

@@ -196,6 +196,62 @@ UPDATE users SET token_generation = random();
     Sql(r#"
 CREATE INDEX changes_entity ON changes (entity, entity_id, seq);
 "#),
+    // 7: the notification outbox of DESIGN §7: a kind instead of a rendered
+    // subject and body (mails are rendered when sent, so placement writes
+    // only what the template needs), `dead` instead of `failed`, the
+    // Message-ID and a lease for claiming. SQLite cannot change columns or
+    // CHECKs in place, so the table is rebuilt. Old rows get the kind their
+    // subject named; rows that were never sent become `dead` with a note:
+    // they were queued before oms delivered mail at all, and sending months
+    // of them on upgrade would surprise every customer (`oms notify retry`
+    // sends one). `mail_shop_id` keeps Message-IDs of two shops apart.
+    Sql(r#"
+CREATE TABLE notifications_v2 (
+    id              INTEGER PRIMARY KEY,
+    order_id        INTEGER NOT NULL,
+    customer_id     INTEGER,
+    recipient       TEXT NOT NULL,
+    kind            TEXT NOT NULL
+                    CHECK (kind = 'order.placed' OR kind = 'order.paid'
+                           OR kind = 'order.fulfilled' OR kind = 'order.cancelled'),
+    -- 'expired' on the order.cancelled row an expiry writes; else NULL.
+    reason          TEXT,
+    status          TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status = 'pending' OR status = 'sent' OR status = 'dead'),
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    -- Due time of a pending row; a claim moves it to the lease's end.
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    message_id      TEXT,
+    lease_owner     TEXT,
+    lease_until     INTEGER,
+    created_at      INTEGER NOT NULL,
+    sent_at         INTEGER
+) STRICT;
+INSERT INTO notifications_v2
+    (id, order_id, customer_id, recipient, kind, status, attempts, next_attempt_at,
+     last_error, created_at, sent_at)
+SELECT id, COALESCE(order_id, 0), customer_id, recipient,
+       CASE WHEN subject LIKE '%: paid' THEN 'order.paid'
+            WHEN subject LIKE '%: fulfilled' THEN 'order.fulfilled'
+            WHEN subject LIKE '%: cancelled' THEN 'order.cancelled'
+            ELSE 'order.placed' END,
+       CASE WHEN status = 'sent' THEN 'sent' ELSE 'dead' END,
+       attempts, next_attempt_at,
+       CASE WHEN status = 'sent' THEN last_error
+            ELSE COALESCE(last_error, 'queued before oms delivered e-mail; not sent on upgrade (oms notify retry ID sends it)')
+       END,
+       created_at, sent_at
+FROM notifications;
+DROP TABLE notifications;
+ALTER TABLE notifications_v2 RENAME TO notifications;
+-- Only pending rows: the dispatcher's claim and the backlog read it in
+-- next_attempt_at order; sent rows (nearly all) stay out of it.
+CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX notifications_order ON notifications (order_id);
+INSERT INTO settings (key, value) VALUES ('mail_shop_id', lower(hex(randomblob(8))))
+    ON CONFLICT (key) DO NOTHING;
+"#),
 ];
 
 /// The payments migration (see `MIGRATIONS`).
@@ -431,6 +487,94 @@ mod tests {
             .unwrap()
             .filter(|op| op.as_ref().unwrap() == "OpenEphemeral")
             .count()
+    }
+
+    /// Applies the migrations before `upto` (0-based), as an older oms did.
+    fn apply_up_to(conn: &mut Connection, upto: usize) {
+        let tx = conn.transaction().unwrap();
+        for step in &MIGRATIONS[..upto] {
+            match step {
+                Sql(sql) => tx.execute_batch(sql).unwrap(),
+                Code(run) => run(&tx).unwrap(),
+            }
+        }
+        tx.pragma_update(None, "user_version", upto as i64).unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn the_outbox_migration_maps_old_rows_to_kinds_and_never_resends_them() {
+        let outbox = MIGRATIONS
+            .iter()
+            .position(|m| matches!(m, Sql(sql) if sql.contains("CREATE TABLE notifications_v2")))
+            .expect("the outbox migration");
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply_up_to(&mut conn, outbox);
+        // Rows as the placement and transitions of that oms wrote them.
+        conn.execute_batch(
+            "INSERT INTO notifications (id, order_id, customer_id, recipient, subject, body,
+                 status, attempts, next_attempt_at, last_error, created_at, sent_at) VALUES
+               (1, 7, 3, 'a@x.io', 'Order #7: received', 'b', 'pending', 0, 10, NULL, 10, NULL),
+               (2, 7, 3, 'a@x.io', 'Order #7: paid', 'b', 'sent', 1, 11, NULL, 11, 12),
+               (3, 7, 3, 'a@x.io', 'Order #7: fulfilled', 'b', 'failed', 3, 12, 'boom', 12, NULL),
+               (4, 8, 3, 'a@x.io', 'Order #8: cancelled', 'b', 'pending', 0, 13, NULL, 13, NULL);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        /// id, order_id, kind, status, last_error, attempts, sent_at.
+        type Row = (i64, i64, String, String, Option<String>, i64, Option<i64>);
+        let rows: Vec<Row> = conn
+            .prepare(
+                "SELECT id, order_id, kind, status, last_error, attempts, sent_at
+                 FROM notifications ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let kinds: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "order.placed",
+                "order.paid",
+                "order.fulfilled",
+                "order.cancelled"
+            ]
+        );
+        let statuses: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+        assert_eq!(statuses, ["dead", "sent", "dead", "dead"]);
+        assert!(rows[0].4.as_deref().unwrap().contains("oms notify retry"));
+        assert_eq!(rows[1].4, None);
+        assert_eq!(rows[2].4.as_deref(), Some("boom"));
+        assert_eq!((rows[1].5, rows[1].6), (1, Some(12)));
+        let shop: String = conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'mail_shop_id'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(shop.len(), 16, "{shop}");
+        let refused = conn
+            .execute(
+                "INSERT INTO notifications (order_id, recipient, kind, next_attempt_at, created_at)
+                 VALUES (1, 'a@x.io', 'order.shipped', 0, 0)",
+                [],
+            )
+            .unwrap_err();
+        assert!(refused.to_string().contains("CHECK"), "{refused}");
     }
 
     #[test]

@@ -307,6 +307,36 @@ fn importing_the_same_orders_twice_creates_no_duplicates() {
     assert_eq!(snapshot(&store), before, "a re-import wrote something");
 }
 
+/// An imported order announces the status it ends in, once: one outbox
+/// row per order (README, "E-mail notifications"), none on a re-import.
+#[test]
+fn an_import_queues_one_mail_per_order_of_the_status_it_ends_in() {
+    let mut store = order_shop();
+    import_orders(&mut store, ORDERS_FILE.as_bytes()).unwrap();
+    let mails = |store: &Store| -> Vec<(i64, String, String)> {
+        store
+            .notifications(&oms_core::NotificationFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.order_id.get(), n.kind.to_string(), n.recipient))
+            .collect()
+    };
+    let ids: Vec<i64> = all_orders(&store).iter().map(|o| o.id.get()).collect();
+    let expected: Vec<(i64, String, String)> = [
+        ("order.placed", "ada@example.com"),
+        ("order.paid", "ada@example.com"),
+        ("order.cancelled", "bob@example.com"),
+        ("order.fulfilled", "bob@example.com"),
+    ]
+    .iter()
+    .zip(&ids)
+    .map(|((kind, to), id)| (*id, kind.to_string(), to.to_string()))
+    .collect();
+    assert_eq!(mails(&store), expected);
+    import_orders(&mut store, ORDERS_FILE.as_bytes()).unwrap();
+    assert_eq!(mails(&store), expected, "a re-import queued mail again");
+}
+
 #[test]
 fn a_bad_order_row_fails_the_whole_file_with_its_line() {
     let mut store = order_shop();

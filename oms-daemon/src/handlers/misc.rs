@@ -42,13 +42,21 @@ pub async fn healthz(ctx: Ctx<'_>) -> Result<Response, Problem> {
 }
 
 /// Prometheus metrics: OpenMetrics text when the scraper's `Accept` asks
-/// for it, the classic text format 0.0.4 otherwise (see `exposition`).
-pub fn metrics<B>(ctx: Ctx<'_>, req: &hyper::Request<B>) -> Result<Response, Problem> {
-    let accept = req
-        .headers()
-        .get(hyper::header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
-    let format = exposition::negotiate(accept);
+/// for it, the classic text format 0.0.4 otherwise (see `exposition`). The
+/// outbox gauges are read now (from the partial index of pending rows),
+/// whoever delivers the mail.
+pub async fn metrics(ctx: Ctx<'_>, accept: Option<String>) -> Result<Response, Problem> {
+    let format = exposition::negotiate(accept.as_deref());
+    let now = oms_core::Timestamp::now();
+    match ctx
+        .app
+        .db
+        .read(move |store| store.notification_backlog(now))
+        .await
+    {
+        Ok(backlog) => ctx.app.metrics.set_outbox(&backlog, now),
+        Err(e) => tracing::warn!(error = %e, "cannot read the outbox backlog"),
+    }
     let text = ctx.app.metrics.render(ctx.app.feed.waiters());
     let body = match format {
         exposition::Format::OpenMetrics => text,

@@ -6,6 +6,7 @@ mod changes;
 mod customers;
 mod dashboard;
 mod misc;
+mod notifications;
 mod orders;
 mod payments;
 mod products;
@@ -78,7 +79,14 @@ pub async fn dispatch(
     };
     match (route, method) {
         (Route::Healthz, _) => misc::healthz(ctx).await,
-        (Route::Metrics, _) => misc::metrics(ctx, &req),
+        (Route::Metrics, _) => {
+            let accept = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            misc::metrics(ctx, accept).await
+        }
         (Route::OpenApi, _) => Ok(misc::openapi()),
         (Route::Register, _) => account::register(ctx, req).await,
         (Route::Login, _) => account::login(ctx, req).await,
@@ -112,5 +120,7 @@ pub async fn dispatch(
         (Route::Session, _) => session::logout(&req),
         (Route::ChangesStream, _) => stream::open(ctx, req).await,
         (Route::ProductRestock, _) => products::restock(ctx, req).await,
+        (Route::Notifications, _) => notifications::list(ctx, req).await,
+        (Route::NotificationRetry, _) => notifications::retry(ctx, req).await,
     }
 }

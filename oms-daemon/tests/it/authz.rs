@@ -321,6 +321,12 @@ fn authorization_matrix_matches_the_contract() {
     let a_code = a_order["tracking_code"].as_str().unwrap().to_string();
     let mut secrets = Secrets::of_alice(&server, &[&a_order, &a_delete, &a_pay, &a_paid]);
     secrets.payment_ids.insert(payment_id);
+    // A's first outbox row (pending: the admin's retry is refused, 409).
+    let a_mail = server
+        .store()
+        .notifications(&oms_core::NotificationFilter::default())
+        .unwrap()[0]
+        .id;
 
     let one_widget = json!({"items": [{"sku": WIDGET, "quantity": 1}]});
     let mut probes = vec![
@@ -393,6 +399,12 @@ fn authorization_matrix_matches_the_contract() {
         .body(json!({"status": "paid"})),
         probe("GET", format!("/api/track/{a_code}"), [200, 200, 200, 200]),
         probe("GET", "/api/changes", [401, 200, 200, 200]),
+        probe("GET", "/api/notifications", [401, 403, 403, 200]),
+        probe(
+            "POST",
+            format!("/api/notifications/{a_mail}/retry"),
+            [401, 403, 403, 409],
+        ),
         // Authenticated by its signature; this daemon has no secret.
         probe("POST", "/api/payments/webhook", [503, 503, 503, 503]).body(json!({})),
         probe("GET", "/api/payments", [401, 403, 403, 200]),
@@ -434,6 +446,7 @@ fn authorization_matrix_matches_the_contract() {
         Route::Track => format!("/api/track/{a_code}"),
         Route::Payment => format!("/api/payments/{payment_id}"),
         Route::OrderPayments => format!("/api/orders/{a_paid_id}/payments"),
+        Route::NotificationRetry => format!("/api/notifications/{a_mail}/retry"),
         other => other.pattern().to_string(),
     };
     let with_body = |p: Probe| match p.method {

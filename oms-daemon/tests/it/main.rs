@@ -14,6 +14,7 @@ mod feed;
 mod idempotency;
 mod jwt;
 mod limits;
+mod notifications;
 mod openapi;
 mod ops;
 mod payments;
