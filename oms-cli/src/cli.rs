@@ -1,8 +1,7 @@
 //! The top of the command tree: global options and the command groups.
 
-use std::path::PathBuf;
-
 use clap::{Args, Parser, Subcommand};
+use oms_core::Location;
 
 use crate::commands;
 use crate::output::Format;
@@ -48,9 +47,10 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Database file; created and migrated on first use.
+    /// Database: a file (created and migrated on first use) or a
+    /// postgres:// URL.
     #[arg(long, global = true, env = "OMS_DB", default_value = "oms.db")]
-    pub db: PathBuf,
+    pub db: Location,
 
     /// Output format [default: table; jsonl for `changes`].
     #[arg(long, global = true, value_enum)]

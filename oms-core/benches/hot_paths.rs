@@ -9,9 +9,10 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use oms_core::csvio::{self, CsvWriter};
+use oms_core::prelude::*;
 use oms_core::{
-    Actor, CustomerId, CustomerRef, GroupJob, ItemRequest, NewCustomer, NewOrder, NewProduct,
-    OrderId, ProductRef, Quantity, Sku, Status, Store, WriteTx,
+    Actor, CustomerId, CustomerRef, Db, ItemRequest, Location, NewCustomer, NewOrder, NewProduct,
+    OrderId, ProductRef, Quantity, ServeOptions, Sku, Status,
 };
 
 const SKUS: usize = 200;
@@ -20,26 +21,22 @@ const CUSTOMERS: i64 = 1000;
 const GROUP: usize = 64;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    store: Store,
+    dir: tempfile::TempDir,
+    store: Db,
     counter: i64,
+}
+
+fn location(dir: &tempfile::TempDir) -> Location {
+    Location::File(dir.path().join("bench.db"))
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path().join("bench.db")).expect("open");
+    let store = Db::open(&location(&dir)).expect("open");
     seed(dir, store)
 }
 
-/// The same data in memory: the CPU cost alone, without fsync.
-fn memory_fixture() -> Fixture {
-    seed(
-        tempfile::tempdir().expect("tempdir"),
-        Store::open_in_memory().expect("open"),
-    )
-}
-
-fn seed(dir: tempfile::TempDir, mut store: Store) -> Fixture {
+fn seed(dir: tempfile::TempDir, store: Db) -> Fixture {
     store
         .write(&Actor::cli(), |tx| {
             for i in 1..=SKUS {
@@ -62,7 +59,7 @@ fn seed(dir: tempfile::TempDir, mut store: Store) -> Fixture {
         })
         .expect("seed");
     Fixture {
-        _dir: dir,
+        dir,
         store,
         counter: 0,
     }
@@ -82,20 +79,6 @@ fn order(n: i64) -> NewOrder {
         items: vec![line(0, 1), line(1, 1), line(2, 2)],
         paid: false,
         idempotency_key: Some(format!("bench-{n}")),
-    }
-}
-
-struct PlaceJob {
-    actor: Actor,
-    order: NewOrder,
-}
-
-impl GroupJob for PlaceJob {
-    fn actor(&self) -> &Actor {
-        &self.actor
-    }
-    fn run(&mut self, tx: &WriteTx<'_>) -> bool {
-        tx.place_order(&self.order).is_ok()
     }
 }
 
@@ -121,42 +104,52 @@ fn place(c: &mut Criterion) {
         "grouped 64 per commit (daemon writer)",
         fixture(),
     );
-    grouped(
-        &mut group,
-        "grouped 64 per commit, in memory (CPU only)",
-        memory_fixture(),
-    );
     group.finish();
 }
 
-/// Places groups of 64 orders per `write_group`, as the daemon's writer.
+/// Places 64 orders at once through a serving handle, as the daemon's
+/// requests arrive: its writer thread commits them as one group.
 fn grouped(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     f: Fixture,
 ) {
-    let (mut store, mut counter) = (f.store, f.counter);
+    let mut counter = f.counter;
+    let location = location(&f.dir);
+    drop(f.store);
+    let db = std::sync::Arc::new(Db::serve(&location, ServeOptions::default()).expect("serve"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     group.bench_function(name, |b| {
         b.iter_batched(
             || {
                 (0..GROUP)
                     .map(|_| {
                         counter += 1;
-                        PlaceJob {
-                            actor: Actor::system("bench"),
-                            order: order(counter),
-                        }
+                        order(counter)
                     })
                     .collect::<Vec<_>>()
             },
-            |mut jobs| {
-                store
-                    .write_group(jobs.iter_mut().map(|j| j as &mut dyn GroupJob))
-                    .expect("group")
+            |orders| {
+                runtime.block_on(async {
+                    let mut writes = tokio::task::JoinSet::new();
+                    for order in orders {
+                        let db = std::sync::Arc::clone(&db);
+                        writes.spawn(async move {
+                            db.write_async(Actor::system("bench"), move |tx| tx.place_order(&order))
+                                .await
+                        });
+                    }
+                    while let Some(done) = writes.join_next().await {
+                        done.expect("task").expect("place");
+                    }
+                })
             },
             BatchSize::SmallInput,
         )
     });
+    db.close();
 }
 
 fn status_change(c: &mut Criterion) {
@@ -186,14 +179,14 @@ fn status_change(c: &mut Criterion) {
 }
 
 fn csv_rows(c: &mut Criterion) {
-    let mut f = fixture();
+    let f = fixture();
     let o = order(1);
     f.store
         .write(&Actor::cli(), |tx| tx.place_order(&o))
         .expect("place");
     let mut rows = Vec::new();
     f.store
-        .for_each_export_row(&Default::default(), |r| {
+        .for_each_export_row(&Default::default(), &mut |r| {
             rows.push(r);
             Ok(())
         })

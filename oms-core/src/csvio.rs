@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 
 use crate::{
     Customer, CustomerRef, Error, ImportSummary, ItemRequest, NewCustomer, NewOrder,
-    OrderExportRow, OrderFilter, Product, ProductRef, Quantity, Result, Sku, Status, Store,
+    OrderExportRow, OrderFilter, Product, ProductRef, Quantity, Reader, Result, Sku, Status,
     Upserted, WriteTx, parse_email, parse_name,
 };
 
@@ -73,8 +73,7 @@ pub const ORDER_BY_ORDER_COLUMNS: [&str; 10] = [
 fn is_trigger(c: char) -> bool {
     // Negative control for the CSV safety tests: forgets the `=` trigger.
     // Never enabled in a real build.
-    #[cfg(feature = "broken-csv-neutralize")]
-    if c == '=' {
+    if crate::controls::CSV_NEUTRALIZE && c == '=' {
         return false;
     }
     matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r' | '\'')
@@ -232,10 +231,10 @@ pub fn items_cell<'a>(items: impl IntoIterator<Item = (&'a str, i64)>) -> String
 }
 
 /// Writes every product. Returns the number of rows.
-pub fn export_products<W: Write>(store: &Store, out: W) -> Result<u64> {
+pub fn export_products<W: Write>(store: &Reader, out: W) -> Result<u64> {
     let mut w = CsvWriter::new(out, &PRODUCT_COLUMNS)?;
     let mut n = 0;
-    store.for_each_product(&Default::default(), |p| {
+    store.for_each_product(&Default::default(), &mut |p| {
         n += 1;
         w.row(product_cells(&p).iter().map(String::as_str))
     })?;
@@ -244,10 +243,10 @@ pub fn export_products<W: Write>(store: &Store, out: W) -> Result<u64> {
 }
 
 /// Writes every customer. Returns the number of rows.
-pub fn export_customers<W: Write>(store: &Store, out: W) -> Result<u64> {
+pub fn export_customers<W: Write>(store: &Reader, out: W) -> Result<u64> {
     let mut w = CsvWriter::new(out, &CUSTOMER_COLUMNS)?;
     let mut n = 0;
-    store.for_each_customer(&Default::default(), |c| {
+    store.for_each_customer(&Default::default(), &mut |c| {
         n += 1;
         w.row(customer_cells(&c).iter().map(String::as_str))
     })?;
@@ -258,7 +257,7 @@ pub fn export_customers<W: Write>(store: &Store, out: W) -> Result<u64> {
 /// Writes the orders matching `filter`, one row per item or (`by_order`)
 /// one per order. Returns the number of orders.
 pub fn export_orders<W: Write>(
-    store: &Store,
+    store: &Reader,
     filter: &OrderFilter,
     by_order: bool,
     out: W,
@@ -269,7 +268,7 @@ pub fn export_orders<W: Write>(
         let mut last = None;
         // An order's rows share its creation time: format it once per order.
         let mut created_at = String::new();
-        store.for_each_export_row(filter, |r| {
+        store.for_each_export_row(filter, &mut |r| {
             if last != Some(r.order_id) {
                 orders += 1;
                 last = Some(r.order_id);
@@ -299,7 +298,7 @@ pub fn export_orders<W: Write>(
         ];
         w.row(cells.iter().map(String::as_str))
     };
-    store.for_each_export_row(filter, |row| {
+    store.for_each_export_row(filter, &mut |row| {
         match &mut current {
             Some((head, items)) if head.order_id == row.order_id => {
                 items.push((row.sku.clone(), row.quantity));

@@ -208,7 +208,7 @@ impl From<rusqlite::Error> for Error {
             && matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
         {
             return Error::Busy {
-                timeout_ms: crate::store::BUSY_TIMEOUT.as_millis() as u64,
+                timeout_ms: crate::store::sqlite::BUSY_TIMEOUT.as_millis() as u64,
             };
         }
         if let rusqlite::Error::SqliteFailure(f, _) = &e

@@ -97,14 +97,14 @@ impl Currency {
         // Negative control for the fuzz targets: unchecked arithmetic that
         // overflows (a panic in debug builds) on large amounts. Never
         // enabled in a real build.
-        #[cfg(feature = "broken-money-parse")]
-        let minor = Some(whole * scale + frac_units)
-            .filter(|v| *v <= MAX_MINOR)
-            .ok_or_else(|| bad("too large"))?;
-        #[cfg(not(feature = "broken-money-parse"))]
-        let minor = whole
-            .checked_mul(scale)
-            .and_then(|v| v.checked_add(frac_units))
+        let minor = if crate::controls::MONEY_PARSE {
+            Some(whole * scale + frac_units)
+        } else {
+            whole
+                .checked_mul(scale)
+                .and_then(|v| v.checked_add(frac_units))
+        };
+        let minor = minor
             .filter(|v| *v <= MAX_MINOR)
             .ok_or_else(|| bad("too large"))?;
         Ok(Money {

@@ -79,9 +79,8 @@ impl Status {
             (Pending, Cancelled) | (Paid, Cancelled) => StockEffect::Release,
             (Paid, Fulfilled) => StockEffect::Ship,
             // Negative control for the status-machine model tests: lets an
-            // unpaid order ship. Never enabled in a real build.
-            #[cfg(feature = "broken-status-machine")]
-            (Pending, Fulfilled) => StockEffect::Ship,
+            // unpaid order ship.
+            (Pending, Fulfilled) if crate::controls::STATUS_MACHINE => StockEffect::Ship,
             _ => {
                 return Err(Error::InvalidTransition {
                     from: self,

@@ -1,14 +1,15 @@
 //! Daemon settings, with the defaults of DESIGN §6.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+
+use oms_core::Location;
 use std::time::Duration;
 
 /// Everything `serve` needs to know.
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub db: PathBuf,
+    pub db: Location,
     /// HS256 secret; `None` means "generate once and keep it in the database".
     pub jwt_secret: Option<String>,
     /// Lifetime of tokens issued by `/auth/login`.
@@ -74,7 +75,7 @@ impl std::fmt::Debug for Config {
 
 impl Config {
     /// Defaults for a database file, listening on 127.0.0.1:8080.
-    pub fn new(db: PathBuf) -> Config {
+    pub fn new(db: Location) -> Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             db,
@@ -107,7 +108,7 @@ mod tests {
 
     #[test]
     fn debug_never_prints_a_secret() {
-        let mut config = Config::new(PathBuf::from("oms.db"));
+        let mut config = Config::new(Location::File("oms.db".into()));
         config.jwt_secret = Some("jwt-secret-value-0123456789abcdef".into());
         config.webhook_secret = Some("whsec-current-value".into());
         config.webhook_secret_previous = Some("whsec-previous-value".into());

@@ -108,10 +108,10 @@ pub fn common_headers(res: &mut Response, token_given: bool) {
 /// when `Content-Length` says so, otherwise as soon as it is exceeded).
 pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Problem> {
     // Negative control: no limit, every body is buffered whole.
-    #[cfg(feature = "broken-body-limit")]
-    let max = {
-        let _ = max;
+    let max = if oms_core::controls::BODY_LIMIT {
         usize::MAX
+    } else {
+        max
     };
     let too_large = || {
         Problem::new(

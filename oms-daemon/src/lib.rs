@@ -4,12 +4,12 @@
 //! listener it is given until a shutdown future resolves (so tests start it
 //! on port 0 and stop it deterministically); [`service`] authenticates,
 //! authorizes through the table in [`routes`], dispatches to `handlers`,
-//! and logs and counts every request. Writes go through one writer thread
-//! that commits whatever is queued in one transaction ([`db`]).
+//! and logs and counts every request. The data is `oms_core::Db`, opened
+//! for serving: writes are group-committed by its writer thread, reads run
+//! on its reader threads.
 
 pub mod auth;
 pub mod config;
-mod db;
 mod exposition;
 mod feed;
 mod handlers;
@@ -36,14 +36,15 @@ use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use oms_core::Store;
+use oms_core::prelude::*;
+use oms_core::{Db, Location, ServeOptions};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 pub use config::Config;
 pub use http::Response;
 
-/// Entry points for the fuzz targets (`fuzz/`) and their corpus replay;
+/// Entry points for the fuzz targets (`tools/fuzz/`) and their corpus replay;
 /// not part of the daemon's API.
 #[doc(hidden)]
 pub mod fuzzing {
@@ -55,8 +56,7 @@ pub mod fuzzing {
 }
 
 use crate::auth::{Hasher, Keys, RateLimiter};
-use crate::db::Db;
-use crate::feed::{ExternalWatcher, Feed};
+use crate::feed::Waiters;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 
@@ -80,8 +80,11 @@ pub enum StartError {
 /// Everything handlers share.
 pub struct App {
     pub config: Config,
-    db: Db,
-    feed: Arc<Feed>,
+    /// The shop's data: group-committed writes, reader threads, change
+    /// notifications (oms-core owns the engine).
+    db: Arc<Db>,
+    /// The cap on long-polls and event streams waiting at once.
+    waiters: Arc<Waiters>,
     metrics: Arc<Metrics>,
     keys: Keys,
     hasher: Hasher,
@@ -94,37 +97,33 @@ pub struct App {
     shutdown: watch::Sender<bool>,
     /// The SMTP side of the daemon's mail dispatcher, when configured.
     mailer: Option<Arc<mail::Mailer>>,
-    _watcher: ExternalWatcher,
 }
 
 impl App {
-    /// Opens the database (creating and migrating it), resolves the JWT
-    /// secret and starts the writer and feed threads.
+    /// Opens the shop's data for serving (creating and migrating it, and
+    /// starting its writer, readers and watchers) and resolves the JWT
+    /// secret.
     pub fn open(config: Config) -> Result<Arc<App>, StartError> {
-        let feed_store = Store::open(&config.db)?;
-        let secret = resolve_secret(&config, &feed_store)?;
+        let metrics = Arc::new(Metrics::new());
+        let observer: Arc<dyn oms_core::WriteObserver> = metrics.clone();
+        let db = Arc::new(Db::serve(
+            &config.db,
+            ServeOptions {
+                readers: config.read_pool,
+                max_batch: config.max_batch,
+                watch_every: config.external_poll,
+                observer: Some(observer),
+            },
+        )?);
+        let secret = resolve_secret(&config, &db)?;
         let keys = Keys::new(secret.as_bytes())?;
         let mailer = match &config.mail {
             Some(mail) => Some(Arc::new(mail::Mailer::new(mail.clone())?)),
             None => None,
         };
-        let feed = Arc::new(Feed::new(feed_store.last_seq()?, config.max_waiters));
-        let metrics = Arc::new(Metrics::new());
-        let db = Db::open(
-            &config.db,
-            config.read_pool,
-            config.max_batch,
-            Arc::clone(&feed),
-            Arc::clone(&metrics),
-        )?;
-        let watcher = ExternalWatcher::start(feed_store, Arc::clone(&feed), config.external_poll)
-            .map_err(|source| StartError::Io {
-            context: "cannot start the feed watcher".into(),
-            source,
-        })?;
         Ok(Arc::new(App {
             db,
-            feed,
+            waiters: Arc::new(Waiters::new(config.max_waiters)),
             metrics,
             keys,
             hasher: Hasher::new(2)?,
@@ -137,7 +136,6 @@ impl App {
             ),
             shutdown: watch::Sender::new(false),
             mailer,
-            _watcher: watcher,
             config,
         }))
     }
@@ -156,19 +154,18 @@ impl App {
 
 /// The JWT secret: `OMS_JWT_SECRET` if set (refused when short), else one
 /// generated once and kept in the database.
-fn resolve_secret(config: &Config, store: &Store) -> Result<String, StartError> {
+fn resolve_secret(config: &Config, db: &Db) -> Result<String, StartError> {
     if let Some(secret) = &config.jwt_secret {
         if secret.len() < config::MIN_SECRET_LEN {
             return Err(auth::WeakSecret(secret.len()).into());
         }
         return Ok(secret.clone());
     }
-    if let Some(secret) = store.setting(JWT_SECRET_SETTING)? {
+    if let Some(secret) = db.setting(JWT_SECRET_SETTING)? {
         return Ok(secret);
     }
     // A fresh database: generate it in a write transaction of its own.
-    let mut writer = Store::open(&config.db)?;
-    Ok(writer.write(&oms_core::Actor::system("serve"), |tx| {
+    Ok(db.write(&oms_core::Actor::system("serve"), |tx| {
         tx.ensure_secret(JWT_SECRET_SETTING)
     })?)
 }
@@ -178,11 +175,14 @@ pub const JWT_SECRET_SETTING: &str = "jwt_secret";
 
 /// The secret `oms token create` signs with: `OMS_JWT_SECRET`, or the
 /// database's (generated if missing).
-pub fn token_keys(env_secret: Option<String>, db: &std::path::Path) -> Result<Keys, StartError> {
-    let store = Store::open(db)?;
-    let mut config = Config::new(db.to_path_buf());
+pub fn token_keys(env_secret: Option<String>, db: &Db) -> Result<Keys, StartError> {
+    let location = db
+        .location()
+        .cloned()
+        .unwrap_or_else(|| Location::File("oms.db".into()));
+    let mut config = Config::new(location);
     config.jwt_secret = env_secret;
-    Ok(Keys::new(resolve_secret(&config, &store)?.as_bytes())?)
+    Ok(Keys::new(resolve_secret(&config, db)?.as_bytes())?)
 }
 
 /// Accepts connections until `shutdown` resolves, then stops accepting,
@@ -243,10 +243,9 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: releasing long-polls, finishing in-flight requests");
-    // NEGATIVE CONTROL: a `--features broken-shutdown-waiters` build
-    // forgets to release long-polls (docs/reliability.md).
-    #[cfg(not(feature = "broken-shutdown-waiters"))]
-    app.shutdown.send_replace(true);
+    if !oms_core::controls::SHUTDOWN_WAITERS {
+        app.shutdown.send_replace(true);
+    }
     let grace = tokio::time::sleep(app.config.shutdown_grace);
     tokio::pin!(grace);
     tokio::select! {
@@ -281,7 +280,7 @@ async fn expire_pending(app: Arc<App>, age: std::time::Duration) {
         let cutoff = oms_core::Timestamp::now().minus(age);
         match app
             .db
-            .write(oms_core::Actor::system("expiry"), move |tx| {
+            .write_async(oms_core::Actor::system("expiry"), move |tx| {
                 tx.expire_pending(cutoff)
             })
             .await

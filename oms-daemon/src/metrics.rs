@@ -52,6 +52,16 @@ pub struct Metrics {
     outbox_oldest_due: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
+impl oms_core::WriteObserver for Metrics {
+    fn group(&self, jobs: usize) {
+        self.observe_batch(jobs);
+    }
+
+    fn refused(&self, cause: &'static str, jobs: usize) {
+        self.write_failed(cause, jobs);
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()

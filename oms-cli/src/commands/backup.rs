@@ -26,7 +26,7 @@ pub struct BackupArgs {
 }
 
 pub fn run(ctx: &Ctx, args: BackupArgs) -> Result {
-    let store = ctx.store()?;
+    let store = ctx.db()?;
     store.backup(&args.file, args.force)?;
     note(&format!(
         "backed up {} to {}",

@@ -1,9 +1,8 @@
 //! `oms changes`: read the change log, or follow it.
 
-use std::time::Duration;
-
 use clap::Args;
 use oms_core::Seq;
+use oms_core::prelude::*;
 
 use super::Ctx;
 use crate::error::Result;
@@ -22,12 +21,22 @@ pub struct ChangesArgs {
     pub follow: bool,
 }
 
-/// How often `--follow` checks for commits by other processes. The check is
-/// `PRAGMA data_version`, which costs no disk read when nothing changed.
-const FOLLOW_POLL: Duration = Duration::from_millis(100);
-
 pub fn run(ctx: &Ctx, args: ChangesArgs) -> Result {
-    let store = ctx.store()?;
+    let store = ctx.db()?;
+    // With --follow: notified of every commit, this process's or another's.
+    let mut commits = match args.follow {
+        true => Some(store.subscribe()?),
+        false => None,
+    };
+    let runtime = match args.follow {
+        true => Some(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .map_err(|e| oms_core::Error::io("cannot start --follow", e))?,
+        ),
+        false => None,
+    };
     let out = ctx.output(Format::Jsonl);
     let mut after = Seq(args.after.max(0));
     let limit = super::list_limit(Some(args.limit)).unwrap_or(u64::MAX);
@@ -45,9 +54,12 @@ pub fn run(ctx: &Ctx, args: ChangesArgs) -> Result {
                 continue;
             }
         }
-        let version = store.data_version()?;
-        while store.data_version()? == version {
-            std::thread::sleep(FOLLOW_POLL);
+        if let (Some(commits), Some(runtime)) = (commits.as_mut(), runtime.as_ref()) {
+            // Wakes on the next commit; nothing was missed meanwhile, since
+            // the loop reads every change after the last one printed.
+            if runtime.block_on(commits.changed()).is_err() {
+                return Ok(());
+            }
         }
     }
 }

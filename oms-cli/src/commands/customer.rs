@@ -1,6 +1,7 @@
 //! `oms customer`: customers, their CSV import and export.
 
 use clap::{Args, Subcommand};
+use oms_core::prelude::*;
 use oms_core::{
     CustomerId, CustomerPatch, CustomerQuery, CustomerRef, NewCustomer, csvio, parse_email,
     parse_name,
@@ -82,7 +83,7 @@ pub fn run(ctx: &Ctx, cmd: CustomerCommand) -> Result {
                 email: parse_email(&args.email)?,
                 phone: args.phone.as_deref().and_then(phone),
             };
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let customer = store.write(&ctx.actor, |tx| tx.add_customer(&new))?;
             ctx.out().one(&customer)
         }
@@ -92,10 +93,10 @@ pub fn run(ctx: &Ctx, cmd: CustomerCommand) -> Result {
                 limit: super::list_limit(args.limit),
                 after: args.after.map(CustomerId),
             };
-            ctx.out().list(&ctx.store()?.customers(&query)?)
+            ctx.out().list(&ctx.db()?.customers(&query)?)
         }
         CustomerCommand::Show { customer } => {
-            let customer = ctx.store()?.customer(&CustomerRef::parse(&customer)?)?;
+            let customer = ctx.db()?.customer(&CustomerRef::parse(&customer)?)?;
             ctx.out().one(&customer)
         }
         CustomerCommand::Update(args) => {
@@ -109,13 +110,13 @@ pub fn run(ctx: &Ctx, cmd: CustomerCommand) -> Result {
                 phone: args.phone.as_deref().map(phone),
             };
             let target = CustomerRef::parse(&args.customer)?;
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let customer = store.write(&ctx.actor, |tx| tx.update_customer(&target, &patch))?;
             ctx.out().one(&customer)
         }
         CustomerCommand::Remove { customer } => {
             let target = CustomerRef::parse(&customer)?;
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let customer = store.write(&ctx.actor, |tx| tx.remove_customer(&target))?;
             ctx.out().one(&customer)
         }

@@ -2,6 +2,7 @@
 //! data.
 
 use clap::Args;
+use oms_core::prelude::*;
 use oms_core::{Currency, NewUser, Role, csvio, password};
 
 use super::Ctx;
@@ -27,7 +28,7 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result {
     if args.demo {
         return load_demo(ctx, currency);
     }
-    let mut store = ctx.store()?;
+    let store = ctx.db()?;
     if let Some(currency) = currency {
         store.write(&ctx.actor, |tx| tx.set_currency(currency))?;
     }
@@ -44,7 +45,7 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result {
 /// products (a second load would reset stock the demo orders shipped), and
 /// orders are placed once by their refs.
 pub fn load_demo(ctx: &Ctx, currency: Option<Currency>) -> Result {
-    let mut store = ctx.store()?;
+    let store = ctx.db()?;
     if let Some(currency) = currency {
         store.write(&ctx.actor, |tx| tx.set_currency(currency))?;
     }

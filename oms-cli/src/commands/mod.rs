@@ -15,7 +15,7 @@ pub mod serve;
 pub mod token;
 pub mod user;
 
-use oms_core::{Actor, Store};
+use oms_core::{Actor, Db};
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::error::Result;
@@ -28,9 +28,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Opens (creating and migrating if needed) the database.
-    pub fn store(&self) -> Result<Store> {
-        Ok(Store::open(&self.global.db)?)
+    /// Opens (creating and migrating if needed) the shop's data.
+    pub fn db(&self) -> Result<Db> {
+        Ok(Db::open(&self.global.db)?)
     }
 
     /// The output with the format given, or `default`.
@@ -72,7 +72,7 @@ pub fn run(cli: Cli) -> Result {
 }
 
 fn verify(ctx: &Ctx) -> Result {
-    let store = ctx.store()?;
+    let store = ctx.db()?;
     let report = store.verify()?;
     let out = ctx.out();
     match out.format {
@@ -120,9 +120,6 @@ pub struct ImportArgs {
     pub dry_run: bool,
 }
 
-/// Page cache of an import's connection (the SQLite default is 2 MiB).
-const IMPORT_CACHE_KIB: u32 = 64 * 1024;
-
 /// Runs a CSV import in one transaction (rolled back with `--dry-run`) and
 /// reports what it did. The first bad row fails the whole file.
 pub fn import(
@@ -135,10 +132,9 @@ pub fn import(
     ) -> oms_core::Result<oms_core::ImportSummary>,
 ) -> Result {
     let (reader, bar) = crate::input::open(&args.file)?;
-    let mut store = ctx.store()?;
-    // A bulk import touches every index page of its tables; a larger page
-    // cache keeps them in memory instead of re-reading them from the file.
-    store.set_cache_size_kib(IMPORT_CACHE_KIB)?;
+    // A bulk import touches most index pages of its tables: a handle that
+    // may keep more of them cached.
+    let store = Db::open_for_bulk(&ctx.global.db)?;
     let run = |tx: &oms_core::WriteTx<'_>| apply(tx, reader);
     let result = if args.dry_run {
         store.dry_run(&ctx.actor, run)
@@ -154,9 +150,9 @@ pub fn import(
 /// Streams a CSV export to stdout.
 pub fn export(
     ctx: &Ctx,
-    write: impl FnOnce(&Store, &mut crate::input::CountingStdout) -> oms_core::Result<u64>,
+    write: impl FnOnce(&oms_core::Reader, &mut crate::input::CountingStdout) -> oms_core::Result<u64>,
 ) -> Result {
-    let store = ctx.store()?;
+    let store = ctx.db()?;
     let mut out = crate::input::CountingStdout::new();
     write(&store, &mut out)?;
     Ok(out.finish()?)

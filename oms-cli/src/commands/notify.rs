@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use oms_core::prelude::*;
 use oms_core::{NotificationFilter, NotificationId, NotificationStatus, OrderId};
-use oms_daemon::mail::{Dispatcher, MailConfig, Mailer, SendReport, StoreOutbox};
+use oms_daemon::mail::{Dispatcher, MailConfig, Mailer, SendReport};
 
 use super::Ctx;
 use crate::error::{CliError, Result};
@@ -60,11 +61,11 @@ pub fn run(ctx: &Ctx, cmd: NotifyCommand) -> Result {
                 limit: (args.limit > 0).then_some(args.limit),
                 after: args.after,
             };
-            ctx.out().list(&ctx.store()?.notifications(&filter)?)
+            ctx.out().list(&ctx.db()?.notifications(&filter)?)
         }
         NotifyCommand::Send(args) => send(ctx, args),
         NotifyCommand::Retry { id } => {
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let row = store.write(&ctx.actor, |tx| tx.retry_notification(id))?;
             ctx.out().one(&row)
         }
@@ -78,12 +79,12 @@ fn send(ctx: &Ctx, args: SendArgs) -> Result {
         ));
     };
     let mailer = Arc::new(Mailer::new(config).map_err(|e| CliError::Usage(e.to_string()))?);
-    let store = ctx.store()?;
+    let store = ctx.db()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::io("cannot start the async runtime", e))?;
-    let dispatcher = Dispatcher::new(StoreOutbox::new(store), mailer, "cli")
+    let dispatcher = Dispatcher::new(std::sync::Arc::new(store), mailer, "cli")
         .map_err(|e| CliError::Serve(e.to_string()))?;
     let report = runtime.block_on(dispatcher.drain(args.limit))?;
     ctx.out().one(&report)?;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use oms_core::prelude::*;
 use oms_core::{
     CustomerRef, ItemRequest, NewOrder, OrderFilter, OrderId, Status, Timestamp, csvio,
 };
@@ -235,7 +236,7 @@ pub fn run(ctx: &Ctx, cmd: OrderCommand) -> Result {
                 // so the key matches however it is given later.
                 idempotency_key: args.idempotency_key.map(|k| k.trim().to_string()),
             };
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let outcome = store.write(&ctx.actor, |tx| tx.place_order(&new))?;
             if outcome.replayed {
                 note(&format!(
@@ -247,13 +248,13 @@ pub fn run(ctx: &Ctx, cmd: OrderCommand) -> Result {
         }
         OrderCommand::List(args) => {
             let limit = super::list_limit(Some(args.limit));
-            let orders = ctx.store()?.orders(&args.filter.filter(limit)?)?;
+            let orders = ctx.db()?.orders(&args.filter.filter(limit)?)?;
             ctx.out().list(&orders)
         }
-        OrderCommand::Show { id } => ctx.out().one(&ctx.store()?.order(id)?),
+        OrderCommand::Show { id } => ctx.out().one(&ctx.db()?.order(id)?),
         OrderCommand::Edit(args) => {
             let lines = items(&args.items)?;
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let order = store.write(&ctx.actor, |tx| tx.edit_order(args.id, &lines, None))?;
             ctx.out().one(&order)
         }
@@ -262,7 +263,7 @@ pub fn run(ctx: &Ctx, cmd: OrderCommand) -> Result {
         OrderCommand::Fulfill(args) => set_statuses(ctx, &args, Status::Fulfilled),
         OrderCommand::Cancel(args) => set_statuses(ctx, &args, Status::Cancelled),
         OrderCommand::Remove { id } => {
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let order = store.write(&ctx.actor, |tx| tx.remove_order(id))?;
             ctx.out().one(&order)
         }
@@ -275,7 +276,7 @@ pub fn run(ctx: &Ctx, cmd: OrderCommand) -> Result {
         OrderCommand::Import(args) => super::import(ctx, &args, "order", csvio::import_orders),
         OrderCommand::Expire(args) => {
             let cutoff = Timestamp::now().minus(args.older_than);
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let expire = |tx: &oms_core::WriteTx<'_>| tx.expire_pending(cutoff);
             let outcome = if args.dry_run {
                 store.dry_run(&ctx.actor, expire)?
@@ -313,7 +314,7 @@ fn set_statuses(ctx: &Ctx, args: &IdsArgs, to: Status) -> Result {
             "no order ids given (stdin was empty)".into(),
         ));
     }
-    let mut store = ctx.store()?;
+    let store = ctx.db()?;
     let mut changed = Vec::with_capacity(ids.len());
     let mut failures = Vec::new();
     for &id in &ids {
@@ -343,7 +344,7 @@ fn set_status(ctx: &Ctx, id: OrderId, to: Status) -> Result {
             "an order cannot be moved to pending; use paid, fulfilled or cancelled".into(),
         ));
     }
-    let mut store = ctx.store()?;
+    let store = ctx.db()?;
     let order = store.write(&ctx.actor, |tx| tx.set_status(id, to, None))?;
     ctx.out().one(&order)
 }

@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 use oms_core::payment::{PaymentFilter, PaymentOutcome};
+use oms_core::prelude::*;
 use oms_core::{OrderId, PaymentId};
 
 use super::Ctx;
@@ -60,11 +61,11 @@ pub fn run(ctx: &Ctx, cmd: PaymentCommand) -> Result {
                 limit: (args.limit > 0).then_some(args.limit),
                 after: args.after,
             };
-            ctx.out().list(&ctx.store()?.payments(&filter)?)
+            ctx.out().list(&ctx.db()?.payments(&filter)?)
         }
-        PaymentCommand::Show { id } => ctx.out().one(&ctx.store()?.payment(id)?),
+        PaymentCommand::Show { id } => ctx.out().one(&ctx.db()?.payment(id)?),
         PaymentCommand::Record(args) => {
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let payment = store.write(&ctx.actor, |tx| {
                 tx.record_manual_payment(args.order, &args.amount, args.reference.as_deref())
             })?;

@@ -1,6 +1,7 @@
 //! `oms product`: the catalogue, stock adjustments, CSV import and export.
 
 use clap::{ArgGroup, Args, Subcommand};
+use oms_core::prelude::*;
 use oms_core::{
     NewProduct, ProductId, ProductPatch, ProductQuery, ProductRef, Restock, Sku, csvio, parse_name,
 };
@@ -95,7 +96,7 @@ pub struct RestockArgs {
 pub fn run(ctx: &Ctx, cmd: ProductCommand) -> Result {
     match cmd {
         ProductCommand::Add(args) => {
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let new = NewProduct {
                 sku: Sku::parse(&args.sku)?,
                 name: parse_name("name", &args.name)?,
@@ -112,14 +113,14 @@ pub fn run(ctx: &Ctx, cmd: ProductCommand) -> Result {
                 limit: super::list_limit(args.limit),
                 after: args.after.map(ProductId),
             };
-            ctx.out().list(&ctx.store()?.products(&query)?)
+            ctx.out().list(&ctx.db()?.products(&query)?)
         }
         ProductCommand::Show { product } => {
-            let product = ctx.store()?.product(&ProductRef::parse(&product)?)?;
+            let product = ctx.db()?.product(&ProductRef::parse(&product)?)?;
             ctx.out().one(&product)
         }
         ProductCommand::Update(args) => {
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let patch = ProductPatch {
                 sku: args.sku.as_deref().map(Sku::parse).transpose()?,
                 name: args
@@ -140,7 +141,7 @@ pub fn run(ctx: &Ctx, cmd: ProductCommand) -> Result {
         }
         ProductCommand::Remove { product } => {
             let target = ProductRef::parse(&product)?;
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let product = store.write(&ctx.actor, |tx| tx.remove_product(&target))?;
             ctx.out().one(&product)
         }
@@ -151,7 +152,7 @@ pub fn run(ctx: &Ctx, cmd: ProductCommand) -> Result {
                 (None, None) => unreachable!("clap requires --add or --set"),
             };
             let target = ProductRef::parse(&args.product)?;
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let product = store.write(&ctx.actor, |tx| tx.restock(&target, how))?;
             ctx.out().one(&product)
         }

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use clap::Args;
 use oms_daemon::Config;
 
+use oms_core::prelude::*;
+
 use super::Ctx;
 use crate::error::{CliError, Result};
 
@@ -35,7 +37,7 @@ pub struct ServeArgs {
 
 pub fn run(ctx: &Ctx, args: ServeArgs) -> Result {
     if args.demo {
-        let empty = ctx.store()?.products(&Default::default())?.is_empty();
+        let empty = ctx.db()?.products(&Default::default())?.is_empty();
         if empty {
             super::init::load_demo(ctx, None)?;
         }

@@ -5,6 +5,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use oms_core::prelude::*;
+
 use super::Ctx;
 use crate::error::{CliError, Result};
 use crate::output::Format;
@@ -27,16 +29,15 @@ pub struct CreateArgs {
 
 pub fn run(ctx: &Ctx, cmd: TokenCommand) -> Result {
     let TokenCommand::Create(args) = cmd;
-    let account = ctx
-        .store()?
+    let db = ctx.db()?;
+    let account = db
         .credentials(&args.email)?
         .ok_or_else(|| oms_core::Error::not_found("user", &args.email))?;
     let user = account.user;
     let secret = std::env::var("OMS_JWT_SECRET")
         .ok()
         .filter(|s| !s.is_empty());
-    let keys = oms_daemon::token_keys(secret, &ctx.global.db)
-        .map_err(|e| CliError::Serve(e.to_string()))?;
+    let keys = oms_daemon::token_keys(secret, &db).map_err(|e| CliError::Serve(e.to_string()))?;
     let (token, expires_at) = keys
         .mint(&account.grant, args.ttl)
         .map_err(|e| CliError::Serve(format!("cannot sign the token: {e}")))?;

@@ -1,6 +1,7 @@
 //! `oms user`: accounts that log in to the daemon.
 
 use clap::{Args, Subcommand};
+use oms_core::prelude::*;
 use oms_core::{NewUser, Role, UserPatch, parse_email, parse_name, password};
 
 use super::Ctx;
@@ -76,7 +77,7 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result {
             } else {
                 None
             };
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let user = store.write(&ctx.actor, |tx| {
                 tx.add_user(&NewUser {
                     email,
@@ -87,10 +88,10 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result {
             })?;
             ctx.out().one(&user)
         }
-        UserCommand::List => ctx.out().list(&ctx.store()?.users()?),
+        UserCommand::List => ctx.out().list(&ctx.db()?.users()?),
         UserCommand::Passwd(args) => {
             let hash = password::hash(&password_from_stdin()?)?;
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let user = store.write(&ctx.actor, |tx| tx.set_password(&args.email, &hash))?;
             note(&format!("password changed for {}", user.email));
             Ok(())
@@ -104,12 +105,12 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result {
                     .transpose()?,
                 role: args.role.as_deref().map(str::parse).transpose()?,
             };
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let user = store.write(&ctx.actor, |tx| tx.update_user(&args.email, &patch))?;
             ctx.out().one(&user)
         }
         UserCommand::Remove { email } => {
-            let mut store = ctx.store()?;
+            let store = ctx.db()?;
             let user = store.write(&ctx.actor, |tx| tx.remove_user(&email))?;
             ctx.out().one(&user)
         }

@@ -1,62 +1,46 @@
-//! The SQLite store: one [`Store`] owns a connection; every SQL statement of
-//! oms lives in this module tree, split by aggregate.
+//! The seam between oms's rules and a storage engine.
 //!
-//! Locking: every write runs inside [`Store::write`], a `BEGIN IMMEDIATE`
-//! transaction, so the write lock is taken up front and two writers (the
-//! daemon and a CLI process) queue on the busy timeout instead of failing on
-//! a lock upgrade. A failed [`WriteTx`] operation may have written part of
-//! its work, so nothing after it is committed: `Store::write` rolls the
-//! whole transaction back (even when the caller ignored the error), and a
-//! group commit rolls the job back to its own SAVEPOINT (see `group`).
+//! What the domain asks of a store is written down here as traits, one per
+//! aggregate, in the domain's words: "place this order", "the changes after
+//! seq N", "claim the due notifications". A backend implements them; the
+//! faces and [`crate::Db`] only ever see `&Reader` (every read) and
+//! `&WriteTx` (every read and write inside one transaction), so a second
+//! backend adds a module beside `sqlite` and touches no face.
+//!
+//! Obligations every backend keeps (ARCHITECTURE.md explains why):
+//! - every state change appends its change-log row in the transaction that
+//!   makes it, and the log's seqs become visible in seq order with no gap:
+//!   a reader that saw seq N and later reads "after N" misses nothing;
+//! - stock changes only through guarded updates that re-check the condition
+//!   in the database and report how many rows changed;
+//! - a failed operation of a transaction leaves nothing of itself behind:
+//!   the backend rolls back (or refuses to commit) what it had written.
 
-mod changes;
-mod customers;
-mod group;
-mod inventory;
-mod notifications;
-mod orders;
-mod payments;
-mod products;
-mod schema;
-mod settings;
-mod users;
-mod verify;
+pub(crate) mod sqlite;
 
-pub use customers::{CustomerQuery, MAX_IDS as MAX_CUSTOMER_IDS};
-pub use products::{ProductQuery, Upserted};
+use std::fmt;
 
-use std::cell::Cell;
-use std::path::Path;
-use std::time::Duration;
+use crate::notification::{
+    Backlog, Claim, ClaimedNotification, MailOrder, MailOutcome, Notification, NotificationFilter,
+    Recorded,
+};
+use crate::payment::{Delivery, DeliveryOutcome, Payment, PaymentFilter};
+use crate::{
+    Change, Credentials, Currency, Customer, CustomerId, CustomerPatch, CustomerRef, EntityFilter,
+    ItemRequest, Money, NewCustomer, NewOrder, NewProduct, NewUser, NotificationId, Order,
+    OrderExportRow, OrderFilter, OrderId, PaymentId, Product, ProductId, ProductPatch, ProductRef,
+    Restock, Result, Seq, Sku, Status, Timestamp, TokenGrant, User, UserId, UserPatch,
+};
 
-use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+/// Most lines on one order.
+pub const MAX_LINES: usize = 500;
 
-use crate::{Currency, Error, Result, Timestamp};
+/// Most ids [`CustomerReads::customers_by_ids`] looks up at once.
+pub const MAX_CUSTOMER_IDS: usize = 500;
 
-pub use group::GroupJob;
-pub use orders::{EXPORT_BATCH, ExpireOutcome, PlaceOutcome};
-pub use schema::SCHEMA_VERSION;
-pub use verify::DriftReport;
-
-/// The size the WAL file returns to once no reader needs its old frames:
-/// at the next commit (`journal_size_limit`), or, when nothing commits, by
-/// the daemon's checkpointer ([`Store::truncate_wal`]).
-pub const WAL_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
-
-/// How long a writer waits for another process's write lock before giving
-/// up with [`Error::Busy`].
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How every write transaction begins: IMMEDIATE takes the write lock up
-/// front, so a writer waits on the busy timeout instead of failing when it
-/// upgrades a read snapshot that another process has since written past.
-#[cfg(not(feature = "broken-deferred-begin"))]
-const WRITE_BEGIN: TransactionBehavior = TransactionBehavior::Immediate;
-/// NEGATIVE CONTROL, only in a `--features broken-deferred-begin` build
-/// (docs/reliability.md): DEFERRED, so concurrent writers fail with "busy".
-#[cfg(feature = "broken-deferred-begin")]
-const WRITE_BEGIN: TransactionBehavior = TransactionBehavior::Deferred;
+/// Orders per read of the export: each batch is read in its own short read
+/// (see [`OrderReads::for_each_export_row`]).
+pub const EXPORT_BATCH: u64 = 1000;
 
 /// Who makes a change: recorded in the change log, and the scope of
 /// idempotency keys (a key used by one user does not collide with another's).
@@ -74,13 +58,13 @@ impl Actor {
     }
 
     /// An authenticated user of the daemon.
-    pub fn user(id: crate::UserId) -> Actor {
+    pub fn user(id: UserId) -> Actor {
         Actor {
             label: format!("user:{id}"),
         }
     }
 
-    /// A background job of the system (expiry, payments).
+    /// A background job of the system (expiry, payments, mail).
     pub fn system(job: &str) -> Actor {
         Actor {
             label: format!("system:{job}"),
@@ -90,6 +74,12 @@ impl Actor {
     /// The label stored in the change log.
     pub fn label(&self) -> &str {
         &self.label
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label)
     }
 }
 
@@ -104,578 +94,409 @@ pub struct ImportSummary {
     pub dry_run: bool,
 }
 
-/// How to open a database.
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct ProductQuery {
+    /// Case-insensitive substring of the name or SKU.
+    pub search: Option<String>,
+    pub limit: Option<u64>,
+    /// Cursor: only products with a larger id.
+    pub after: Option<ProductId>,
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerQuery {
+    /// Case-insensitive substring of the name or e-mail.
+    pub search: Option<String>,
+    pub limit: Option<u64>,
+    /// Cursor: only customers with a larger id.
+    pub after: Option<CustomerId>,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// The answer to a placement.
 #[derive(Debug, Clone)]
-pub struct Options {
-    /// Create the file if it does not exist.
-    pub create: bool,
-    /// Open without write access (daemon read pool). Skips migrations.
-    pub read_only: bool,
-    pub busy_timeout: Duration,
+pub struct PlaceOutcome {
+    pub order: Order,
+    /// True when the idempotency key had been used with the same contents:
+    /// this is the original order and nothing was written.
+    pub replayed: bool,
+    /// The first answer, as JSON: the order as it was placed, also on a
+    /// replay (when `order` is how it is now). Serialised once, for the
+    /// change log, the idempotency record and the answer.
+    pub placed_json: String,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            create: true,
-            read_only: false,
-            busy_timeout: BUSY_TIMEOUT,
-        }
+/// What `expire_pending` cancelled.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ExpireOutcome {
+    pub cancelled: Vec<OrderId>,
+}
+
+/// What `verify` found. Empty `problems` means no drift.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DriftReport {
+    /// The storage engine's own consistency check ("ok" when clean).
+    pub integrity: String,
+    pub products_checked: i64,
+    pub orders_checked: i64,
+    pub changes_checked: i64,
+    pub problems: Vec<String>,
+}
+
+impl DriftReport {
+    /// True when nothing drifted.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
     }
 }
 
-/// A connection to an oms database.
-pub struct Store {
-    conn: Connection,
-    currency: Currency,
+/// Orders: one, by tracking code, a filtered list, the export's rows.
+pub trait OrderReads {
+    /// An order with its items.
+    fn order(&self, id: OrderId) -> Result<Order>;
+    /// An order by its public tracking code.
+    fn order_by_tracking_code(&self, code: &str) -> Result<Order>;
+    /// Orders matching the filter, with their items, in one snapshot.
+    fn orders(&self, filter: &OrderFilter) -> Result<Vec<Order>>;
+    /// One row per order item, ordered by order id and line, in bounded
+    /// memory; batches of [`EXPORT_BATCH`] orders each in a short read, so
+    /// a slow consumer never holds a snapshot open.
+    fn for_each_export_row(
+        &self,
+        filter: &OrderFilter,
+        f: &mut dyn FnMut(OrderExportRow) -> Result<()>,
+    ) -> Result<()>;
 }
 
-impl Store {
-    /// Opens (creating and migrating if needed) the database at `path`.
-    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
-        Store::open_with(path, &Options::default())
-    }
+/// Products.
+pub trait ProductReads {
+    /// A product by SKU or id.
+    fn product(&self, product: &ProductRef) -> Result<Product>;
+    /// A page of products.
+    fn products(&self, query: &ProductQuery) -> Result<Vec<Product>>;
+    /// Every product the query matches, one at a time.
+    fn for_each_product(
+        &self,
+        query: &ProductQuery,
+        f: &mut dyn FnMut(Product) -> Result<()>,
+    ) -> Result<()>;
+}
 
-    /// Opens with explicit options.
-    pub fn open_with(path: impl AsRef<Path>, options: &Options) -> Result<Store> {
-        let path = path.as_ref();
-        let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        if options.read_only {
-            flags |= OpenFlags::SQLITE_OPEN_READ_ONLY;
-        } else {
-            flags |= OpenFlags::SQLITE_OPEN_READ_WRITE;
-            if options.create {
-                flags |= OpenFlags::SQLITE_OPEN_CREATE;
-            }
-        }
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| {
-            Error::io(
-                format!("cannot open database {}", path.display()),
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
-        Store::setup(conn, options)
-    }
+/// Customers.
+pub trait CustomerReads {
+    /// A customer by id or e-mail.
+    fn customer(&self, customer: &CustomerRef) -> Result<Customer>;
+    /// A page of customers.
+    fn customers(&self, query: &CustomerQuery) -> Result<Vec<Customer>>;
+    /// The customers with these ids (at most [`MAX_CUSTOMER_IDS`]).
+    fn customers_by_ids(&self, ids: &[CustomerId]) -> Result<Vec<Customer>>;
+    /// Every customer the query matches, one at a time.
+    fn for_each_customer(
+        &self,
+        query: &CustomerQuery,
+        f: &mut dyn FnMut(Customer) -> Result<()>,
+    ) -> Result<()>;
+}
 
-    /// A private in-memory database (tests, fuzzing).
-    pub fn open_in_memory() -> Result<Store> {
-        Store::setup(Connection::open_in_memory()?, &Options::default())
-    }
+/// Users and what their tokens must match.
+pub trait UserReads {
+    /// A user by e-mail.
+    fn user(&self, email: &str) -> Result<User>;
+    /// A user by e-mail, if there is one.
+    fn find_user(&self, email: &str) -> Result<Option<User>>;
+    /// All users ordered by id.
+    fn users(&self) -> Result<Vec<User>>;
+    /// A user, its password hash and its current token grant.
+    fn credentials(&self, email: &str) -> Result<Option<Credentials>>;
+    /// What a token of user `id` must match now; `None` once removed.
+    fn token_grant(&self, id: UserId) -> Result<Option<TokenGrant>>;
+}
 
-    fn setup(mut conn: Connection, options: &Options) -> Result<Store> {
-        conn.busy_timeout(options.busy_timeout)?;
-        let version: String = conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?;
-        tracing::debug!(sqlite_version = %version, "opened database");
-        if !options.read_only {
-            set_wal(&conn, options.busy_timeout)?;
-            // When a commit starts the WAL over (everything in it has been
-            // copied back and no reader still needs it), SQLite truncates
-            // the file to this size, so a WAL that grew while a long reader
-            // pinned it shrinks again at the next commit.
-            conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT as i64)?;
-        }
-        conn.execute_batch(
-            "PRAGMA synchronous = FULL;
-             PRAGMA foreign_keys = ON;
-             PRAGMA temp_store = MEMORY;",
-        )?;
-        conn.set_prepared_statement_cache_capacity(64);
-        // Query planner stability: a plan never depends on bound values.
-        // Without it SQLite re-compiles some cached statements each time a
-        // new value is bound (the order-items lookup of every GET did), and
-        // no query here gains from a value-specific plan.
-        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-        register_functions(&conn)?;
-        if !options.read_only {
-            schema::migrate(&mut conn)?;
-        }
-        let currency = settings::currency(&conn)?;
-        Ok(Store { conn, currency })
-    }
+/// The change log.
+pub trait ChangeReads {
+    /// Changes after `after`, in seq order (only `customer`'s when set).
+    fn changes_after(
+        &self,
+        after: Seq,
+        limit: u64,
+        customer: Option<CustomerId>,
+    ) -> Result<Vec<Change>>;
+    /// One record's changes after `after`, in seq order.
+    fn entity_changes_after(
+        &self,
+        after: Seq,
+        limit: u64,
+        customer: Option<CustomerId>,
+        entity: &EntityFilter,
+    ) -> Result<Vec<Change>>;
+    /// The newest seq (0 when the log is empty).
+    fn last_seq(&self) -> Result<Seq>;
+}
 
-    /// The currency of every amount in this database.
-    pub fn currency(&self) -> Currency {
-        self.currency
-    }
+/// Payments.
+pub trait PaymentReads {
+    fn payment(&self, id: PaymentId) -> Result<Payment>;
+    fn payments(&self, filter: &PaymentFilter) -> Result<Vec<Payment>>;
+}
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits it; an
-    /// error rolls everything back.
-    pub fn write<T>(
-        &mut self,
-        actor: &Actor,
-        f: impl FnOnce(&WriteTx<'_>) -> Result<T>,
-    ) -> Result<T> {
-        self.write_inner(actor, true, f)
-    }
+/// The notification outbox.
+pub trait NotificationReads {
+    fn notification(&self, id: NotificationId) -> Result<Notification>;
+    fn notifications(&self, filter: &NotificationFilter) -> Result<Vec<Notification>>;
+    /// How many rows are due at `now` and how old the oldest is.
+    fn notification_backlog(&self, now: Timestamp) -> Result<Backlog>;
+    /// What the mails about these orders need (orders since removed are
+    /// left out).
+    fn mail_orders(&self, orders: &[OrderId]) -> Result<Vec<MailOrder>>;
+}
 
-    /// Runs `f` like [`Store::write`] and then rolls back: the answer of a
-    /// `--dry-run`.
-    pub fn dry_run<T>(
-        &mut self,
-        actor: &Actor,
-        f: impl FnOnce(&WriteTx<'_>) -> Result<T>,
-    ) -> Result<T> {
-        self.write_inner(actor, false, f)
-    }
+/// Settings of the whole shop, and a liveness check.
+pub trait SettingReads {
+    /// The currency of every amount.
+    fn currency(&self) -> Currency;
+    /// A shop-wide setting.
+    fn setting(&self, key: &str) -> Result<Option<String>>;
+    /// Checks that the store answers a query (health checks).
+    fn ping(&self) -> Result<()>;
+}
 
-    fn write_inner<T>(
+/// Every read the domain needs.
+pub trait Reads:
+    OrderReads
+    + ProductReads
+    + CustomerReads
+    + UserReads
+    + ChangeReads
+    + PaymentReads
+    + NotificationReads
+    + SettingReads
+{
+}
+
+impl<T> Reads for T where
+    T: OrderReads
+        + ProductReads
+        + CustomerReads
+        + UserReads
+        + ChangeReads
+        + PaymentReads
+        + NotificationReads
+        + SettingReads
+        + ?Sized
+{
+}
+
+/// A read snapshot or connection, as the faces see it.
+pub type Reader = dyn Reads;
+
+/// Orders: placement, edits, the status machine, removal, expiry.
+pub trait OrderWrites {
+    /// Places an order: reserves every line or nothing. A key already used
+    /// by this actor returns the original order when the contents match and
+    /// is refused otherwise.
+    fn place_order(&self, new: &NewOrder) -> Result<PlaceOutcome>;
+    /// Places an order that ends in `status` (CSV import of history).
+    fn place_order_with_status(&self, new: &NewOrder, status: Status) -> Result<PlaceOutcome>;
+    /// Replaces the items of a PENDING order, reserving or releasing only
+    /// the difference.
+    fn edit_order(
+        &self,
+        id: OrderId,
+        items: &[ItemRequest],
+        expected_version: Option<i64>,
+    ) -> Result<Order>;
+    /// Moves an order along the status machine with its stock effect; the
+    /// current status is a no-op success.
+    fn set_status(&self, id: OrderId, to: Status, expected_version: Option<i64>) -> Result<Order>;
+    /// Deletes a PENDING (stock released) or CANCELLED order.
+    fn remove_order(&self, id: OrderId) -> Result<Order>;
+    /// Cancels every PENDING order created before `cutoff`.
+    fn expire_pending(&self, cutoff: Timestamp) -> Result<ExpireOutcome>;
+}
+
+/// Products and their stock.
+pub trait ProductWrites {
+    fn add_product(&self, new: &NewProduct) -> Result<Product>;
+    fn update_product(&self, product: &ProductRef, patch: &ProductPatch) -> Result<Product>;
+    fn restock(&self, product: &ProductRef, how: Restock) -> Result<Product>;
+    fn remove_product(&self, product: &ProductRef) -> Result<Product>;
+    /// Creates or updates by SKU (CSV import).
+    fn upsert_product(
+        &self,
+        sku: &Sku,
+        name: &str,
+        price: Money,
+        stock_on_hand: Option<i64>,
+        active: Option<bool>,
+    ) -> Result<Upserted>;
+}
+
+/// Customers.
+pub trait CustomerWrites {
+    fn add_customer(&self, new: &NewCustomer) -> Result<Customer>;
+    fn update_customer(&self, customer: &CustomerRef, patch: &CustomerPatch) -> Result<Customer>;
+    fn remove_customer(&self, customer: &CustomerRef) -> Result<Customer>;
+    /// Creates or updates by e-mail (CSV import).
+    fn upsert_customer(&self, new: &NewCustomer) -> Result<Upserted>;
+}
+
+/// Users. A password or role change and a removal end the user's tokens.
+pub trait UserWrites {
+    fn add_user(&self, new: &NewUser) -> Result<User>;
+    fn set_password(&self, email: &str, password_hash: &str) -> Result<User>;
+    fn update_user(&self, email: &str, patch: &UserPatch) -> Result<User>;
+    fn remove_user(&self, email: &str) -> Result<User>;
+}
+
+/// Payments (DESIGN §7).
+pub trait PaymentWrites {
+    /// Applies one verified webhook delivery: dedupe and effect together.
+    fn apply_payment_event(&self, delivery: &Delivery) -> Result<DeliveryOutcome>;
+    /// Cash or bank transfer: the exact total of a PENDING order.
+    fn record_manual_payment(
+        &self,
+        order_id: OrderId,
+        amount: &str,
+        reference: Option<&str>,
+    ) -> Result<Payment>;
+}
+
+/// The notification outbox's dispatcher side.
+pub trait NotificationWrites {
+    /// Leases up to `claim.limit` due rows to `claim.owner`.
+    fn claim_notifications(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedNotification>>;
+    /// Records outcomes of rows this owner still holds.
+    fn record_deliveries(
+        &self,
+        owner: &str,
+        outcomes: &[(NotificationId, MailOutcome)],
+    ) -> Result<Recorded>;
+    /// A dead row back to pending.
+    fn retry_notification(&self, id: NotificationId) -> Result<Notification>;
+}
+
+/// Shop-wide settings, and the transaction's clock.
+pub trait SettingWrites {
+    /// The time stamped on everything this transaction writes.
+    fn now(&self) -> Timestamp;
+    /// Sets the currency (only while no amount is stored).
+    fn set_currency(&self, currency: Currency) -> Result<()>;
+    /// The setting's value, generating a random secret first if missing.
+    fn ensure_secret(&self, key: &str) -> Result<String>;
+    fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+}
+
+/// Every write the domain needs, and every read, inside one transaction.
+pub trait Writes:
+    Reads
+    + OrderWrites
+    + ProductWrites
+    + CustomerWrites
+    + UserWrites
+    + PaymentWrites
+    + NotificationWrites
+    + SettingWrites
+{
+}
+
+impl<T> Writes for T where
+    T: Reads
+        + OrderWrites
+        + ProductWrites
+        + CustomerWrites
+        + UserWrites
+        + PaymentWrites
+        + NotificationWrites
+        + SettingWrites
+        + ?Sized
+{
+}
+
+/// One write transaction, as the faces see it: its operations commit
+/// together, or none does if one failed.
+pub type WriteTx<'a> = dyn Writes + 'a;
+
+/// One write of a group commit (see [`crate::Db::write_async`]).
+pub(crate) trait GroupJob: Send {
+    /// Who makes the change.
+    fn actor(&self) -> &Actor;
+    /// Does the work inside the job's own rollback scope. Returns false to
+    /// undo this job's writes (keeping its outcome to report after commit).
+    fn run(&mut self, tx: &WriteTx<'_>) -> bool;
+}
+
+/// A connection that reads (a backend's reader, or its writer between
+/// transactions).
+pub(crate) trait ReadConnection: Reads + Send {
+    /// Checks every invariant of DESIGN §4 against the stored data.
+    fn verify(&self) -> Result<DriftReport>;
+    /// Writes a consistent copy of the shop to a new SQLite file at `dest`
+    /// (an existing one only with `replace`, swapped in atomically).
+    fn backup(&self, dest: &std::path::Path, replace: bool) -> Result<()>;
+}
+
+/// The connection that writes.
+pub(crate) trait WriteConnection: Send {
+    /// Reads outside a transaction.
+    fn reader(&self) -> &(dyn ReadConnection + 'static);
+    /// Runs `f` in one transaction and commits it (or rolls it back when
+    /// `commit` is false: a dry run); an error rolls everything back, and a
+    /// failed operation whose error `f` ignored refuses the commit.
+    fn transaction(
         &mut self,
         actor: &Actor,
         commit: bool,
-        f: impl FnOnce(&WriteTx<'_>) -> Result<T>,
-    ) -> Result<T> {
-        let tx = self.conn.transaction_with_behavior(WRITE_BEGIN)?;
-        let wtx = WriteTx {
-            conn: &tx,
-            actor,
-            now: Timestamp::now(),
-            currency: self.currency,
-            new_currency: Cell::new(None),
-            in_job: false,
-            failed: Cell::new(false),
-        };
-        let out = f(&wtx)?;
-        if wtx.failed.get() {
-            // The caller went on after an operation failed: that operation
-            // may have written part of its work, so nothing is committed.
-            return Err(Error::Database(
-                "an operation failed inside the transaction and its error was ignored; nothing was written".into(),
-            ));
-        }
-        let new_currency = wtx.new_currency.get();
-        if commit {
-            tx.commit()?;
-            if let Some(currency) = new_currency {
-                self.currency = currency;
-            }
-        } else {
-            tx.rollback()?;
-        }
-        Ok(out)
-    }
+        f: &mut dyn FnMut(&WriteTx<'_>) -> Result<()>,
+    ) -> Result<()>;
+    /// Runs every job in one transaction and commits once; a job that
+    /// fails is undone alone. `Ok` means the jobs that succeeded are
+    /// durable; `Err` means nothing is.
+    fn group(&mut self, jobs: &mut [&mut dyn GroupJob]) -> Result<()>;
+}
 
-    /// Opens an existing database read-only (the daemon's read pool).
-    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
-        Store::open_with(
-            path,
-            &Options {
-                read_only: true,
-                create: false,
-                ..Options::default()
-            },
-        )
-    }
+/// What a writing connection is for: the engine sizes its caches by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriterRole {
+    /// A command's few writes.
+    Command,
+    /// One large write (a CSV import) that touches most index pages.
+    Bulk,
+    /// The daemon's one writer, committing groups all day.
+    Serving,
+}
 
-    /// Sets the page cache of this connection, in KiB (SQLite's default is
-    /// 2000). The daemon's writer touches index pages all over the file;
-    /// keeping them cached saves a read per page per commit.
-    pub fn set_cache_size_kib(&self, kib: u32) -> Result<()> {
-        self.conn
-            .pragma_update(None, "cache_size", -i64::from(kib))?;
-        Ok(())
-    }
-
-    /// Copies committed WAL frames back into the database file without
-    /// blocking writers or readers (a PASSIVE checkpoint). Returns the
-    /// frames in the WAL and how many are checkpointed.
-    pub fn checkpoint(&self) -> Result<(i64, i64)> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get(1)?, r.get(2)?))
-            })?)
-    }
-
-    /// The size in bytes of the WAL file (0 when there is none).
-    pub fn wal_bytes(&self) -> Result<u64> {
-        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
-            return Ok(0);
-        };
-        match std::fs::metadata(format!("{path}-wal")) {
-            Ok(meta) => Ok(meta.len()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(Error::io("cannot read the size of the WAL file", e)),
-        }
-    }
-
-    /// Copies the whole WAL back and truncates it to zero bytes (a
-    /// TRUNCATE checkpoint). It waits for readers and keeps new writers out
-    /// while it waits, up to this connection's busy timeout, so call it only
-    /// when nothing pins the WAL (after a PASSIVE [`Store::checkpoint`]
-    /// copied every frame) and on a connection with a short timeout.
-    /// Returns false when a reader or writer was in the way.
-    pub fn truncate_wal(&self) -> Result<bool> {
-        let busy: i64 = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-        Ok(busy == 0)
-    }
-
-    /// A database-wide setting.
-    pub fn setting(&self, key: &str) -> Result<Option<String>> {
-        settings::get(&self.conn, key)
-    }
-
-    /// Checks that the database answers a query (health checks).
-    pub fn ping(&self) -> Result<()> {
-        self.conn
-            .query_row("SELECT count(*) FROM settings", [], |r| r.get::<_, i64>(0))?;
-        Ok(())
-    }
-
-    /// A counter that changes whenever another connection commits (SQLite's
-    /// `PRAGMA data_version`): a cheap way to notice other processes' writes.
-    pub fn data_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "data_version", |r| r.get(0))?)
-    }
-
-    /// Writes a consistent copy of the database to `dest`, safe while other
-    /// processes write. An existing `dest` is refused unless `replace` is
-    /// set, and then replaced atomically.
-    ///
-    /// Never half-written: the copy (`VACUUM INTO`) goes to a temporary
-    /// file beside `dest`, is flushed to disk, gets the database file's
-    /// permissions (it holds password hashes and the JWT secret), and only
-    /// then takes `dest`'s name: by `rename` when replacing, by a hard link
-    /// (which refuses an existing name) otherwise. The directory is then
-    /// flushed too. A reader of `dest` sees the old complete file or the
-    /// new complete one; on any failure the temporary file is removed and
-    /// `dest` is left as it was.
-    pub fn backup(&self, dest: &Path, replace: bool) -> Result<()> {
-        self.backup_with(dest, replace, |_| Ok(()))
-    }
-
-    /// [`Store::backup`] with a hook run on the finished temporary file just
-    /// before it takes `dest`'s name (tests inject failures there).
-    fn backup_with(
+/// A storage engine: opens connections and runs what it needs in the
+/// background while a daemon serves. [`crate::Db`] is written against this
+/// trait only.
+pub(crate) trait Backend: Send + Sync {
+    /// Opens a connection that writes, creating and migrating the store.
+    fn open_writer(&self, role: WriterRole) -> Result<Box<dyn WriteConnection>>;
+    /// Opens a connection that only reads (the store must exist).
+    fn open_reader(&self) -> Result<Box<dyn ReadConnection>>;
+    /// Starts the background upkeep a serving daemon needs, if any, until
+    /// `stop` is set (SQLite: copying the WAL back into the file).
+    fn start_upkeep(
         &self,
-        dest: &Path,
-        replace: bool,
-        before_publish: impl FnOnce(&Path) -> std::io::Result<()>,
-    ) -> Result<()> {
-        if dest.is_dir() {
-            return Err(Error::invalid(format!(
-                "{} is a directory; give the backup a file name",
-                dest.display()
-            )));
-        }
-        if !replace && dest.exists() {
-            return Err(Error::invalid(format!(
-                "{} already exists; pass --force to replace it, or choose a new file name",
-                dest.display()
-            )));
-        }
-        let name = dest
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::invalid("backup path must name a file in valid UTF-8"))?;
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        match std::fs::metadata(dir) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::invalid(format!(
-                    "{} is not a directory",
-                    dir.display()
-                )));
-            }
-            Err(e) => {
-                return Err(Error::io(
-                    format!("backup: cannot write into {}", dir.display()),
-                    e,
-                ));
-            }
-        }
-        // Hidden, and named for what it is, should a crash leave it behind.
-        let tmp = dir.join(format!(
-            ".{name}.oms-backup-{}-{}.tmp",
-            std::process::id(),
-            Timestamp::now().millis()
-        ));
-        let tmp_text = tmp
-            .to_str()
-            .ok_or_else(|| Error::invalid("backup path must be valid UTF-8"))?;
-        let result = (|| -> Result<()> {
-            self.conn.execute("VACUUM INTO ?1", [tmp_text])?;
-            let io = |what: &str, e| Error::io(format!("backup: cannot {what}"), e);
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io("flush the copy to disk", e))?;
-            if let Some(source) = self.conn.path().filter(|p| !p.is_empty())
-                && let Ok(meta) = std::fs::metadata(source)
-            {
-                std::fs::set_permissions(&tmp, meta.permissions())
-                    .map_err(|e| io("set the copy's permissions", e))?;
-            }
-            before_publish(&tmp).map_err(|e| io("finish the copy", e))?;
-            publish(&tmp, dest, replace)?;
-            // The new name is durable once its directory is flushed. Some
-            // file systems cannot flush a directory; the copy is complete
-            // and in place by now, so that is not worth failing for.
-            if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-                tracing::debug!(error = %e, "backup: cannot flush the directory");
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_file(format!("{tmp_text}-journal"));
-        }
-        result
-    }
-}
-
-/// Gives the finished copy `tmp` the name `dest`: `rename` replaces an
-/// existing file atomically; without `replace` a hard link claims the name
-/// only if it is free (even if another process created it since the check),
-/// falling back to `rename` on file systems without hard links.
-fn publish(tmp: &Path, dest: &Path, replace: bool) -> Result<()> {
-    let failed = |e| Error::io(format!("backup: cannot write {}", dest.display()), e);
-    if replace {
-        return std::fs::rename(tmp, dest).map_err(failed);
-    }
-    match std::fs::hard_link(tmp, dest) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(tmp);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(format!(
-            "{} already exists; pass --force to replace it, or choose a new file name",
-            dest.display()
-        ))),
-        Err(_) if !dest.exists() => std::fs::rename(tmp, dest).map_err(failed),
-        Err(e) => Err(failed(e)),
-    }
-}
-
-/// One write transaction. Obtained from [`Store::write`]; its operations
-/// commit together, or none does if any failed.
-pub struct WriteTx<'a> {
-    conn: &'a Connection,
-    actor: &'a Actor,
-    now: Timestamp,
-    currency: Currency,
-    /// Set by `set_currency`, applied to the `Store` after commit.
-    new_currency: Cell<Option<Currency>>,
-    /// Inside a group job, whose own SAVEPOINT already undoes a failed
-    /// operation: the per-operation SAVEPOINT is skipped (see `atomic`).
-    in_job: bool,
-    /// Set when an operation failed; `Store::write` then refuses to commit
-    /// even if the caller swallowed the error (it has no per-operation
-    /// SAVEPOINT to undo partial work).
-    failed: Cell<bool>,
-}
-
-impl WriteTx<'_> {
-    /// The currency of the database.
-    pub fn currency(&self) -> Currency {
-        self.currency
-    }
-
-    /// The time stamped on everything this transaction writes.
-    pub fn now(&self) -> Timestamp {
-        self.now
-    }
-
-    /// Runs one operation and remembers whether it failed.
-    ///
-    /// No SAVEPOINT is taken: whoever runs the transaction undoes a failed
-    /// operation instead. `Store::write` rolls the whole transaction back
-    /// and refuses to commit after any failure; `write_group` rolls the job
-    /// back to its own SAVEPOINT. A SAVEPOINT per operation cost two extra
-    /// statements on every write of the hot path.
-    fn atomic<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let result = f();
-        if result.is_err() && !self.in_job {
-            self.failed.set(true);
-        }
-        result
-    }
-}
-
-/// Runs a savepoint statement through the statement cache: they run a few
-/// times per write, and parsing them each time showed in profiles.
-fn savepoint(conn: &Connection, sql: &str) -> Result<()> {
-    conn.prepare_cached(sql)?.execute([])?;
-    Ok(())
-}
-
-/// Switches to WAL. Changing the journal mode needs a moment of exclusive
-/// access, which SQLite does not wait for, so retry within the busy timeout
-/// (many processes may open a fresh file at once).
-fn set_wal(conn: &Connection, timeout: Duration) -> Result<()> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
-            Ok(mode) if mode.eq_ignore_ascii_case("wal") || mode.eq_ignore_ascii_case("memory") => {
-                return Ok(());
-            }
-            Ok(mode) => {
-                return Err(Error::Database(format!(
-                    "cannot switch the database to WAL mode (got {mode})"
-                )));
-            }
-            Err(e) => {
-                let err = Error::from(e);
-                if matches!(err, Error::Busy { .. }) && std::time::Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-                return Err(err);
-            }
-        }
-    }
-}
-
-/// SQL functions of oms: `oms_fold(text)` is [`crate::search::fold`], so
-/// a search compares `oms_fold(column) LIKE` a folded pattern and finds
-/// "Zoë" for `ZOË` (SQLite's own `LIKE` folds only ASCII).
-fn register_functions(conn: &Connection) -> Result<()> {
-    use rusqlite::functions::FunctionFlags;
-    conn.create_scalar_function(
-        "oms_fold",
-        1,
-        FunctionFlags::SQLITE_UTF8
-            | FunctionFlags::SQLITE_DETERMINISTIC
-            | FunctionFlags::SQLITE_INNOCUOUS,
-        |ctx| {
-            Ok(match ctx.get_raw(0) {
-                rusqlite::types::ValueRef::Text(bytes) => {
-                    Some(crate::search::fold(&String::from_utf8_lossy(bytes)))
-                }
-                _ => None,
-            })
-        },
-    )?;
-    Ok(())
-}
-
-/// The `LIKE ... ESCAPE '\'` pattern that finds `text` anywhere in an
-/// `oms_fold`ed column: folded, with `%`, `_` and `\` escaped.
-fn like_pattern(text: &str) -> String {
-    let text = crate::search::fold(text);
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
-#[cfg(test)]
-mod backup_tests {
-    use super::*;
-    use crate::{CustomerRef, NewCustomer};
-
-    /// A database with one customer, and an empty directory for backups.
-    fn fixture() -> (tempfile::TempDir, Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = Store::open(dir.path().join("shop.db")).expect("open");
-        store
-            .write(&Actor::cli(), |tx| {
-                tx.add_customer(&NewCustomer {
-                    name: "Ada".into(),
-                    email: "ada@example.com".into(),
-                    phone: None,
-                })
-            })
-            .expect("add customer");
-        (dir, store, tempfile::tempdir().expect("backup dir"))
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .expect("read dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn has_ada(path: &Path) -> bool {
-        let copy = Store::open(path).expect("open the backup");
-        copy.customer(&CustomerRef::Email("ada@example.com".into()))
-            .is_ok()
-    }
-
-    #[test]
-    fn backup_writes_a_complete_copy_and_leaves_no_temporary_file() {
-        let (_db, store, out) = fixture();
-        let dest = out.path().join("nightly.db");
-        store.backup(&dest, false).expect("backup");
-        assert_eq!(names(out.path()), ["nightly.db"]);
-        assert!(has_ada(&dest));
-    }
-
-    #[test]
-    fn backup_refuses_an_existing_file_unless_told_to_replace_it() {
-        let (_db, store, out) = fixture();
-        let dest = out.path().join("nightly.db");
-        std::fs::write(&dest, b"last night's backup").expect("old backup");
-        let err = store.backup(&dest, false).expect_err("refused");
-        assert!(err.to_string().contains("--force"), "{err}");
-        assert_eq!(std::fs::read(&dest).expect("read"), b"last night's backup");
-        assert_eq!(names(out.path()), ["nightly.db"]);
-
-        store.backup(&dest, true).expect("replace");
-        assert_eq!(names(out.path()), ["nightly.db"]);
-        assert!(has_ada(&dest), "the old file was replaced by the new copy");
-    }
-
-    #[test]
-    fn a_failed_replacement_keeps_the_old_file_and_removes_the_temporary_one() {
-        let (_db, store, out) = fixture();
-        let dest = out.path().join("nightly.db");
-        std::fs::write(&dest, b"last night's backup").expect("old backup");
-        let mut seen_tmp = None;
-        let err = store
-            .backup_with(&dest, true, |tmp| {
-                // The new copy is complete before it takes the name, and
-                // until then a reader of `dest` still sees the old one.
-                assert!(has_ada(tmp), "the temporary copy is complete");
-                assert_eq!(std::fs::read(&dest)?, b"last night's backup");
-                assert_eq!(
-                    tmp.parent(),
-                    dest.parent(),
-                    "same directory: rename is atomic"
-                );
-                seen_tmp = Some(tmp.to_path_buf());
-                Err(std::io::Error::other("disk on fire"))
-            })
-            .expect_err("the injected failure is reported");
-        assert!(err.to_string().contains("disk on fire"), "{err}");
-        assert_eq!(std::fs::read(&dest).expect("read"), b"last night's backup");
-        let tmp = seen_tmp.expect("the hook ran");
-        assert!(!tmp.exists(), "temporary file removed: {}", tmp.display());
-        assert_eq!(names(out.path()), ["nightly.db"]);
-    }
-
-    #[test]
-    fn a_directory_is_not_a_backup_file() {
-        let (_db, store, out) = fixture();
-        let err = store.backup(out.path(), true).expect_err("refused");
-        assert!(err.to_string().contains("is a directory"), "{err}");
-        assert!(names(out.path()).is_empty());
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_copy_has_the_database_file_permissions() {
-        use std::os::unix::fs::PermissionsExt;
-        let (db, store, out) = fixture();
-        let source = db.path().join("shop.db");
-        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        let dest = out.path().join("nightly.db");
-        store.backup(&dest, false).expect("backup");
-        let mode = std::fs::metadata(&dest).expect("stat").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Option<std::thread::JoinHandle<()>>>;
+    /// Starts watching for commits by other processes, every `every` while
+    /// `wanted()` says someone waits, publishing the newest seq to `feed`.
+    fn watch_commits(
+        &self,
+        feed: std::sync::Arc<crate::db::Feed>,
+        every: std::time::Duration,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<std::thread::JoinHandle<()>>;
+    /// True when a read never waits for a lock or the network, so a short
+    /// lookup may run on the caller's (async) thread.
+    fn reads_never_wait(&self) -> bool;
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Barrier;
 
-use oms_core::{Actor, Error, Status, Store};
+use oms_core::{Actor, Error, Status};
 
 use crate::{add_customer, add_product, all_orders, assert_invariants, order_for, stock};
 
@@ -13,7 +13,7 @@ const EMAIL: &str = "ada@example.com";
 
 fn prepared_file(dir: &Path, units: i64) -> std::path::PathBuf {
     let path = dir.join("oms.db");
-    let mut store = Store::open(&path).unwrap();
+    let mut store = crate::open_db(&path).unwrap();
     add_product(&mut store, "LAST", "5.00", units);
     add_product(&mut store, "OTHER", "1.00", 1000);
     add_customer(&mut store, "Ada", EMAIL);
@@ -30,7 +30,7 @@ fn sixteen_buyers_of_ten_units_never_oversell() {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut store = Store::open(&path)?;
+                    let store = crate::open_db(&path)?;
                     barrier.wait();
                     let placed = store.write(&Actor::cli(), |tx| {
                         tx.place_order(&order_for(EMAIL, &[("LAST", 1)]))
@@ -59,7 +59,7 @@ fn sixteen_buyers_of_ten_units_never_oversell() {
     }
     assert_eq!(sold, 10, "{results:?}");
 
-    let store = Store::open(&path).unwrap();
+    let store = crate::open_db(&path).unwrap();
     assert_eq!(stock(&store, "LAST"), (10, 10));
     assert_eq!(all_orders(&store).len(), 10);
     assert_invariants(&store);
@@ -77,7 +77,7 @@ fn concurrent_mixed_writers_keep_the_invariants() {
         for t in 0..threads {
             let (path, barrier) = (&path, &barrier);
             scope.spawn(move || {
-                let mut store = Store::open(path).unwrap();
+                let store = crate::open_db(path).unwrap();
                 barrier.wait();
                 for round in 0..6 {
                     let placed = store.write(&Actor::cli(), |tx| {
@@ -102,7 +102,7 @@ fn concurrent_mixed_writers_keep_the_invariants() {
             });
         }
     });
-    let store = Store::open(&path).unwrap();
+    let store = crate::open_db(&path).unwrap();
     let orders = all_orders(&store);
     let shipped: i64 = orders
         .iter()
@@ -125,7 +125,7 @@ fn many_processes_may_create_a_fresh_file_at_once() {
             .map(|_| {
                 scope.spawn(|| {
                     barrier.wait();
-                    Store::open(&path).map(|s| s.verify().unwrap().is_clean())
+                    crate::open_db(&path).map(|s| s.verify().unwrap().is_clean())
                 })
             })
             .collect();

@@ -14,9 +14,10 @@
 use std::sync::Mutex;
 
 use oms_core::csvio;
+use oms_core::prelude::*;
 use oms_core::{
-    Actor, Currency, CustomerQuery, NewCustomer, NewOrder, NewProduct, OrderFilter, ProductQuery,
-    Sku, Store, parse_email, parse_name,
+    Actor, Currency, CustomerQuery, Db, NewCustomer, NewOrder, NewProduct, OrderFilter,
+    ProductQuery, Sku, parse_email, parse_name,
 };
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
@@ -141,7 +142,7 @@ type ProductRow = (String, String, i64, i64, bool);
 /// Order ref, customer e-mail, status, (sku, quantity) lines.
 type OrderRow = (Option<String>, String, &'static str, Vec<(String, i64)>);
 
-fn customer_rows(store: &Store) -> Vec<CustomerRow> {
+fn customer_rows(store: &Db) -> Vec<CustomerRow> {
     let mut rows: Vec<CustomerRow> = store
         .customers(&CustomerQuery::default())
         .unwrap()
@@ -152,7 +153,7 @@ fn customer_rows(store: &Store) -> Vec<CustomerRow> {
     rows
 }
 
-fn product_rows(store: &Store) -> Vec<ProductRow> {
+fn product_rows(store: &Db) -> Vec<ProductRow> {
     let mut rows: Vec<ProductRow> = store
         .products(&ProductQuery::default())
         .unwrap()
@@ -171,7 +172,7 @@ fn product_rows(store: &Store) -> Vec<ProductRow> {
     rows
 }
 
-fn order_rows(store: &Store) -> Vec<OrderRow> {
+fn order_rows(store: &Db) -> Vec<OrderRow> {
     let emails: std::collections::HashMap<_, _> = store
         .customers(&CustomerQuery::default())
         .unwrap()
@@ -233,7 +234,7 @@ fn config() -> ProptestConfig {
 
 /// Exports `store`'s customers, products and orders, checks every cell,
 /// imports them into a fresh database and returns it with the cells seen.
-fn export_import(store: &Store) -> (Store, usize, usize) {
+fn export_import(store: &Db) -> (Db, usize, usize) {
     let mut customers = Vec::new();
     csvio::export_customers(store, &mut customers).unwrap();
     let mut products = Vec::new();
@@ -259,7 +260,7 @@ fn export_import(store: &Store) -> (Store, usize, usize) {
             .count();
     }
 
-    let mut fresh = Store::open_in_memory().unwrap();
+    let fresh = Db::open_in_memory().unwrap();
     fresh
         .write(&Actor::cli(), |tx| {
             csvio::import_customers(tx, customers.as_slice())?;
@@ -295,7 +296,7 @@ proptest! {
         people in people(),
         items in items(),
     ) {
-        let mut store = Store::open_in_memory().unwrap();
+        let store = Db::open_in_memory().unwrap();
         let currency = Currency::USD;
         let mut rejected = 0;
         let mut skus = Vec::new();

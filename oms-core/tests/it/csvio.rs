@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 
 use oms_core::csvio::{self, ORDER_BY_ORDER_COLUMNS, ORDER_COLUMNS};
+use oms_core::prelude::*;
 use oms_core::{
-    Actor, CustomerQuery, CustomerRef, Error, ErrorKind, ImportSummary, NewCustomer, Order,
-    OrderFilter, Status, Store,
+    Actor, CustomerQuery, CustomerRef, Db, Error, ErrorKind, ImportSummary, NewCustomer, Order,
+    OrderFilter, Status,
 };
 
 use crate::{
@@ -15,19 +16,19 @@ use crate::{
     snapshot, stock,
 };
 
-fn import_customers(store: &mut Store, bytes: &[u8]) -> oms_core::Result<ImportSummary> {
+fn import_customers(store: &mut Db, bytes: &[u8]) -> oms_core::Result<ImportSummary> {
     store.write(&Actor::cli(), |tx| csvio::import_customers(tx, bytes))
 }
 
-fn import_products(store: &mut Store, bytes: &[u8]) -> oms_core::Result<ImportSummary> {
+fn import_products(store: &mut Db, bytes: &[u8]) -> oms_core::Result<ImportSummary> {
     store.write(&Actor::cli(), |tx| csvio::import_products(tx, bytes))
 }
 
-fn import_orders(store: &mut Store, bytes: &[u8]) -> oms_core::Result<ImportSummary> {
+fn import_orders(store: &mut Db, bytes: &[u8]) -> oms_core::Result<ImportSummary> {
     store.write(&Actor::cli(), |tx| csvio::import_orders(tx, bytes))
 }
 
-fn export_orders(store: &Store, by_order: bool) -> Vec<u8> {
+fn export_orders(store: &Db, by_order: bool) -> Vec<u8> {
     let mut out = Vec::new();
     csvio::export_orders(store, &OrderFilter::default(), by_order, &mut out).unwrap();
     out
@@ -57,7 +58,7 @@ fn assert_no_formula_cells(bytes: &[u8]) {
 
 #[test]
 fn formula_cells_export_with_an_apostrophe_and_re_import_unchanged() {
-    let mut src = Store::open_in_memory().unwrap();
+    let mut src = Db::open_in_memory().unwrap();
     let people = [
         ("=HYPERLINK(\"x\")", "evil@example.com", Some("+1 555 0100")),
         ("'quoted", "quote@example.com", None),
@@ -91,7 +92,7 @@ fn formula_cells_export_with_an_apostrophe_and_re_import_unchanged() {
     assert!(raw.starts_with("id,name,email,phone,created_at,updated_at\r\n"));
     assert_no_formula_cells(&bytes);
 
-    let mut dst = Store::open_in_memory().unwrap();
+    let mut dst = Db::open_in_memory().unwrap();
     let summary = import_customers(&mut dst, &bytes).unwrap();
     assert_eq!((summary.rows, summary.created), (4, 4));
     let got: Vec<(String, String, Option<String>)> = dst
@@ -115,7 +116,7 @@ fn formula_cells_export_with_an_apostrophe_and_re_import_unchanged() {
 
 #[test]
 fn a_bad_product_row_fails_the_whole_file_with_its_line() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = Db::open_in_memory().unwrap();
     add_product(&mut store, "A", "1.00", 5);
     let before = snapshot(&store);
     let file = "sku,name,price,stock_on_hand\r\n\
@@ -143,7 +144,7 @@ fn a_bad_product_row_fails_the_whole_file_with_its_line() {
 /// was reported as "line 2".
 #[test]
 fn error_line_numbers_count_crlf_blank_lines_and_quoted_newlines() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = Db::open_in_memory().unwrap();
     let before = snapshot(&store);
     for (file, line, needle) in [
         ("sku,name,price\nA,a,1.00\nB,b,abc\n", 3, "abc"),
@@ -181,7 +182,7 @@ fn error_line_numbers_count_crlf_blank_lines_and_quoted_newlines() {
 
 #[test]
 fn product_import_upserts_by_sku_and_refuses_stock_below_reservations() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = Db::open_in_memory().unwrap();
     add_product(&mut store, "A", "1.00", 5);
     add_customer(&mut store, "Ada", "ada@example.com");
     store
@@ -225,17 +226,17 @@ fn product_import_upserts_by_sku_and_refuses_stock_below_reservations() {
 
 #[test]
 fn product_export_re_imports_into_a_fresh_database() {
-    let mut src = Store::open_in_memory().unwrap();
+    let mut src = Db::open_in_memory().unwrap();
     add_product(&mut src, "A", "1.25", 5);
     add_product(&mut src, "-DASH", "0.99", 0);
     add_product(&mut src, "=EQ", "100.00", 7);
     let mut bytes = Vec::new();
     assert_eq!(csvio::export_products(&src, &mut bytes).unwrap(), 3);
     assert_no_formula_cells(&bytes);
-    let mut dst = Store::open_in_memory().unwrap();
+    let mut dst = Db::open_in_memory().unwrap();
     let summary = import_products(&mut dst, &bytes).unwrap();
     assert_eq!(summary.created, 3);
-    let shape = |s: &Store| -> Vec<(String, String, String, i64, bool)> {
+    let shape = |s: &Db| -> Vec<(String, String, String, i64, bool)> {
         all_products(s)
             .into_iter()
             .map(|p| {
@@ -260,8 +261,8 @@ const ORDERS_FILE: &str = "order_ref,customer_email,sku,quantity,status\r\n\
                            r3,bob@example.com,B,1,Cancelled\r\n\
                            r4,bob@example.com,A,2,FULFILLED\r\n";
 
-fn order_shop() -> Store {
-    let mut store = Store::open_in_memory().unwrap();
+fn order_shop() -> Db {
+    let mut store = Db::open_in_memory().unwrap();
     add_product(&mut store, "A", "10.00", 10);
     add_product(&mut store, "B", "2.50", 10);
     add_customer(&mut store, "Ada", "ada@example.com");
@@ -313,7 +314,7 @@ fn importing_the_same_orders_twice_creates_no_duplicates() {
 fn an_import_queues_one_mail_per_order_of_the_status_it_ends_in() {
     let mut store = order_shop();
     import_orders(&mut store, ORDERS_FILE.as_bytes()).unwrap();
-    let mails = |store: &Store| -> Vec<(i64, String, String)> {
+    let mails = |store: &Db| -> Vec<(i64, String, String)> {
         store
             .notifications(&oms_core::NotificationFilter::default())
             .unwrap()
@@ -387,7 +388,7 @@ struct Portable {
     total: String,
 }
 
-fn portable(store: &Store, order: &Order, key_if_none: bool) -> Portable {
+fn portable(store: &Db, order: &Order, key_if_none: bool) -> Portable {
     let customer = store.customer(&CustomerRef::Id(order.customer_id)).unwrap();
     Portable {
         key: match &order.idempotency_key {
@@ -408,31 +409,28 @@ fn portable(store: &Store, order: &Order, key_if_none: bool) -> Portable {
 }
 
 /// A database with orders in every status, awkward names and SKUs.
-fn order_history() -> Store {
-    let mut store = Store::open_in_memory().unwrap();
+fn order_history() -> Db {
+    let mut store = Db::open_in_memory().unwrap();
     for (sku, price) in [("A", "10.00"), ("B", "2.50"), ("+PLUS", "0.10")] {
         add_product(&mut store, sku, price, 20);
     }
     add_customer(&mut store, "Ada Lovelace", "ada@example.com");
     add_customer(&mut store, "=cmd|' /C calc'!A0", "evil@example.com");
     add_customer(&mut store, "Bob, \"the builder\"", "bob@example.com");
-    let place = |store: &mut Store,
-                 email: &str,
-                 items: &[(&str, i64)],
-                 key: Option<&str>,
-                 then: &[Status]| {
-        let mut new = order_for(email, items);
-        new.idempotency_key = key.map(str::to_string);
-        store
-            .write(&Actor::cli(), |tx| {
-                let order = tx.place_order(&new)?.order;
-                for to in then {
-                    tx.set_status(order.id, *to, None)?;
-                }
-                Ok(())
-            })
-            .unwrap();
-    };
+    let place =
+        |store: &mut Db, email: &str, items: &[(&str, i64)], key: Option<&str>, then: &[Status]| {
+            let mut new = order_for(email, items);
+            new.idempotency_key = key.map(str::to_string);
+            store
+                .write(&Actor::cli(), |tx| {
+                    let order = tx.place_order(&new)?.order;
+                    for to in then {
+                        tx.set_status(order.id, *to, None)?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        };
     place(
         &mut store,
         "ada@example.com",
@@ -474,15 +472,15 @@ fn order_history() -> Store {
 
 /// A fresh database with the same products (and fresh stock), no
 /// customers and no orders.
-fn fresh_with_products() -> Store {
-    let mut store = Store::open_in_memory().unwrap();
+fn fresh_with_products() -> Db {
+    let mut store = Db::open_in_memory().unwrap();
     for (sku, price) in [("A", "10.00"), ("B", "2.50"), ("+PLUS", "0.10")] {
         add_product(&mut store, sku, price, 20);
     }
     store
 }
 
-fn stock_levels(store: &Store) -> BTreeMap<String, (i64, i64)> {
+fn stock_levels(store: &Db) -> BTreeMap<String, (i64, i64)> {
     all_products(store)
         .into_iter()
         .map(|p| (p.sku.to_string(), (p.stock_on_hand, p.stock_reserved)))
@@ -574,7 +572,7 @@ fn export_filters_apply() {
 /// after it started.
 #[test]
 fn order_export_in_batches_gives_every_order_once_in_order() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = Db::open_in_memory().unwrap();
     add_product(&mut store, "A", "1.00", 100_000);
     add_product(&mut store, "B", "2.00", 100_000);
     add_customer(&mut store, "C", "c@example.com");
@@ -594,7 +592,7 @@ fn order_export_in_batches_gives_every_order_once_in_order() {
         let mut ids: Vec<i64> = Vec::new();
         let mut lines = 0;
         store
-            .for_each_export_row(filter, |row| {
+            .for_each_export_row(filter, &mut |row| {
                 lines += 1;
                 if ids.last() != Some(&row.order_id.get()) {
                     ids.push(row.order_id.get());
@@ -635,7 +633,7 @@ fn order_export_in_batches_gives_every_order_once_in_order() {
     // connection) are not in it, and the export does not block them.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("export.db");
-    let mut file_store = Store::open(&path).unwrap();
+    let mut file_store = crate::open_db(&path).unwrap();
     add_product(&mut file_store, "A", "1.00", 100_000);
     add_customer(&mut file_store, "C", "c@example.com");
     file_store
@@ -646,11 +644,11 @@ fn order_export_in_batches_gives_every_order_once_in_order() {
             Ok(())
         })
         .unwrap();
-    let mut writer = Store::open(&path).unwrap();
+    let writer = crate::open_db(&path).unwrap();
     let mut exported = Vec::new();
     let mut placed_during = Vec::new();
     file_store
-        .for_each_export_row(&all, |row| {
+        .for_each_export_row(&all, &mut |row| {
             if exported.is_empty() {
                 let placed = writer
                     .write(&Actor::cli(), |tx| {

@@ -1,7 +1,7 @@
 //! Idempotency keys: a replay returns the original order and writes
 //! nothing; the same key with other contents is a conflict (DESIGN §4).
 
-use oms_core::{Actor, Error, ErrorKind, NewOrder, Store, UserId};
+use oms_core::{Actor, Db, Error, ErrorKind, NewOrder, UserId};
 
 use crate::{
     add_customer, add_product, all_orders, assert_invariants, last_seq, order_for, snapshot, stock,
@@ -9,8 +9,8 @@ use crate::{
 
 const EMAIL: &str = "ada@example.com";
 
-fn shop() -> Store {
-    let mut store = Store::open_in_memory().unwrap();
+fn shop() -> Db {
+    let mut store = Db::open_in_memory().unwrap();
     add_product(&mut store, "A", "10.00", 5);
     add_product(&mut store, "B", "2.50", 5);
     add_customer(&mut store, "Ada", EMAIL);
@@ -26,7 +26,7 @@ fn keyed(email: &str, items: &[(&str, i64)], key: &str) -> NewOrder {
 
 #[test]
 fn same_key_same_contents_replays_the_original_order() {
-    let mut store = shop();
+    let store = shop();
     let first = store
         .write(&Actor::cli(), |tx| {
             tx.place_order(&keyed(EMAIL, &[("A", 2), ("B", 1)], "key-1"))
@@ -55,7 +55,7 @@ fn same_key_same_contents_replays_the_original_order() {
 
 #[test]
 fn same_key_different_contents_is_a_conflict() {
-    let mut store = shop();
+    let store = shop();
     let first = store
         .write(&Actor::cli(), |tx| {
             tx.place_order(&keyed(EMAIL, &[("A", 2)], "key-1"))
@@ -88,7 +88,7 @@ fn same_key_different_contents_is_a_conflict() {
 fn a_replay_succeeds_even_when_the_stock_is_gone() {
     // The original order holds the units; replaying it must not try to
     // reserve them again.
-    let mut store = shop();
+    let store = shop();
     let new = keyed(EMAIL, &[("A", 5)], "all-of-it");
     let first = store
         .write(&Actor::cli(), |tx| tx.place_order(&new))
@@ -105,7 +105,7 @@ fn a_replay_succeeds_even_when_the_stock_is_gone() {
 
 #[test]
 fn keys_are_scoped_per_actor() {
-    let mut store = shop();
+    let store = shop();
     let new = keyed(EMAIL, &[("A", 1)], "shared");
     let mine = store
         .write(&Actor::user(UserId(1)), |tx| tx.place_order(&new))
@@ -121,7 +121,7 @@ fn keys_are_scoped_per_actor() {
 
 #[test]
 fn an_invalid_key_is_refused() {
-    let mut store = shop();
+    let store = shop();
     let before = snapshot(&store);
     for bad in ["", "line\nbreak"] {
         let err = store
@@ -140,7 +140,7 @@ fn an_invalid_key_is_refused() {
 /// unless they are already trimmed (every face trims what it reads).
 #[test]
 fn a_key_with_surrounding_whitespace_is_refused_so_exports_re_import_once() {
-    let mut store = shop();
+    let store = shop();
     for key in [" k", "k ", " k ", "\u{3000}k"] {
         let before = snapshot(&store);
         let err = store

@@ -12,9 +12,10 @@
 use std::collections::BTreeMap;
 
 use oms_core::csvio;
+use oms_core::prelude::*;
 use oms_core::{
-    Actor, CustomerId, CustomerRef, Error, NewOrder, OrderFilter, OrderId, ProductRef, Restock,
-    Status, Store, Timestamp,
+    Actor, CustomerId, CustomerRef, Db, Error, NewOrder, OrderFilter, OrderId, ProductRef, Restock,
+    Status, Timestamp,
 };
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
@@ -392,7 +393,7 @@ fn logged(kind: &str, id: i64, moved: Option<(Status, Status)>) -> LoggedChange 
 }
 
 struct Harness {
-    store: Store,
+    store: Db,
     model: Model,
     customers: [CustomerId; 2],
     /// Order changes the current step must append, in order.
@@ -401,7 +402,7 @@ struct Harness {
 
 impl Harness {
     fn new(initial: [i64; 4]) -> Harness {
-        let mut store = Store::open_in_memory().unwrap();
+        let mut store = Db::open_in_memory().unwrap();
         let mut model = Model::default();
         for (i, stock) in initial.into_iter().enumerate() {
             add_product(&mut store, SKUS[i], PRICES[0].0, stock);

@@ -19,10 +19,16 @@ mod status_race;
 
 use std::collections::BTreeMap;
 
+use oms_core::prelude::*;
 use oms_core::{
-    Actor, Currency, Customer, CustomerRef, Error, ItemRequest, NewCustomer, NewOrder, NewProduct,
-    Order, OrderFilter, Product, ProductQuery, ProductRef, Quantity, Seq, Sku, Status, Store,
+    Actor, Currency, Customer, CustomerRef, Db, Error, ItemRequest, NewCustomer, NewOrder,
+    NewProduct, Order, OrderFilter, Product, ProductQuery, ProductRef, Quantity, Seq, Sku, Status,
 };
+
+/// Opens (creating and migrating) the shop in the file at `path`.
+pub fn open_db(path: &std::path::Path) -> oms_core::Result<Db> {
+    Db::open(&oms_core::Location::File(path.to_path_buf()))
+}
 
 /// A SKU that the test knows is valid.
 pub fn sku(text: &str) -> Sku {
@@ -48,7 +54,7 @@ pub fn order_for(email: &str, items: &[(&str, i64)]) -> NewOrder {
 }
 
 /// Adds a product priced `price` (e.g. "9.99") with `stock` units on hand.
-pub fn add_product(store: &mut Store, sku_text: &str, price: &str, stock: i64) -> Product {
+pub fn add_product(store: &mut Db, sku_text: &str, price: &str, stock: i64) -> Product {
     store
         .write(&Actor::cli(), |tx| {
             tx.add_product(&NewProduct {
@@ -63,7 +69,7 @@ pub fn add_product(store: &mut Store, sku_text: &str, price: &str, stock: i64) -
 }
 
 /// Adds a customer.
-pub fn add_customer(store: &mut Store, name: &str, email: &str) -> Customer {
+pub fn add_customer(store: &mut Db, name: &str, email: &str) -> Customer {
     store
         .write(&Actor::cli(), |tx| {
             tx.add_customer(&NewCustomer {
@@ -76,22 +82,22 @@ pub fn add_customer(store: &mut Store, name: &str, email: &str) -> Customer {
 }
 
 /// `(stock_on_hand, stock_reserved)` of a product.
-pub fn stock(store: &Store, sku_text: &str) -> (i64, i64) {
+pub fn stock(store: &Db, sku_text: &str) -> (i64, i64) {
     let p = store
         .product(&ProductRef::Key(sku_text.to_string()))
         .unwrap();
     (p.stock_on_hand, p.stock_reserved)
 }
 
-pub fn all_orders(store: &Store) -> Vec<Order> {
+pub fn all_orders(store: &Db) -> Vec<Order> {
     store.orders(&OrderFilter::default()).unwrap()
 }
 
-pub fn all_products(store: &Store) -> Vec<Product> {
+pub fn all_products(store: &Db) -> Vec<Product> {
     store.products(&ProductQuery::default()).unwrap()
 }
 
-pub fn last_seq(store: &Store) -> Seq {
+pub fn last_seq(store: &Db) -> Seq {
     store.last_seq().unwrap()
 }
 
@@ -103,7 +109,7 @@ pub struct Snapshot {
     pub last_seq: Seq,
 }
 
-pub fn snapshot(store: &Store) -> Snapshot {
+pub fn snapshot(store: &Db) -> Snapshot {
     Snapshot {
         products: all_products(store),
         orders: all_orders(store),
@@ -115,7 +121,7 @@ pub fn snapshot(store: &Store) -> Snapshot {
 /// `0 <= reserved <= on_hand`, `reserved` is the sum of its quantities over
 /// PENDING and PAID orders, and `verify` (which also sums the stock ledger)
 /// finds no drift.
-pub fn assert_invariants(store: &Store) {
+pub fn assert_invariants(store: &Db) {
     let mut open: BTreeMap<i64, i64> = BTreeMap::new();
     for order in all_orders(store) {
         if matches!(order.status, Status::Pending | Status::Paid) {

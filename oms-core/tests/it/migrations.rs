@@ -2,7 +2,7 @@
 //! opening twice is a no-op that keeps the data, and a database from a newer
 //! oms is refused with a message that names the fix.
 
-use oms_core::{Actor, Error, ErrorKind, SCHEMA_VERSION, Store};
+use oms_core::{Actor, Error, ErrorKind, SCHEMA_VERSION};
 
 use crate::{
     add_customer, add_product, all_products, assert_invariants, last_seq, order_for, snapshot,
@@ -19,7 +19,7 @@ fn a_fresh_file_gets_the_current_schema_and_reopens_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("oms.db");
     let before = {
-        let mut store = Store::open(&path).unwrap();
+        let mut store = crate::open_db(&path).unwrap();
         add_product(&mut store, "A", "1.00", 3);
         add_customer(&mut store, "Ada", "ada@example.com");
         store
@@ -31,14 +31,14 @@ fn a_fresh_file_gets_the_current_schema_and_reopens_unchanged() {
     };
     assert_eq!(user_version(&path), SCHEMA_VERSION);
     for _ in 0..2 {
-        let store = Store::open(&path).unwrap();
+        let store = crate::open_db(&path).unwrap();
         assert_eq!(snapshot(&store), before);
         assert_invariants(&store);
     }
     assert_eq!(user_version(&path), SCHEMA_VERSION);
     // Two connections open at once are fine too.
-    let a = Store::open(&path).unwrap();
-    let b = Store::open(&path).unwrap();
+    let a = crate::open_db(&path).unwrap();
+    let b = crate::open_db(&path).unwrap();
     assert_eq!(last_seq(&a), last_seq(&b));
     assert_eq!(all_products(&a).len(), 1);
 }
@@ -48,7 +48,7 @@ fn a_newer_schema_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("oms.db");
     {
-        let mut store = Store::open(&path).unwrap();
+        let mut store = crate::open_db(&path).unwrap();
         add_product(&mut store, "A", "1.00", 3);
     }
     let newer = SCHEMA_VERSION + 1;
@@ -57,7 +57,7 @@ fn a_newer_schema_is_refused_and_left_alone() {
         .pragma_update(None, "user_version", newer)
         .unwrap();
 
-    let err = match Store::open(&path) {
+    let err = match crate::open_db(&path) {
         Ok(_) => panic!("a schema {newer} database was opened"),
         Err(err) => err,
     };
@@ -89,7 +89,7 @@ fn an_empty_file_from_elsewhere_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("oms.db");
     std::fs::write(&path, b"").unwrap();
-    let store = Store::open(&path).unwrap();
+    let store = crate::open_db(&path).unwrap();
     assert_eq!(user_version(&path), SCHEMA_VERSION);
     assert!(store.verify().unwrap().is_clean());
 }

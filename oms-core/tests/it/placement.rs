@@ -1,14 +1,15 @@
 //! Placement is all-or-nothing, checks repeated SKUs against their sum, and
 //! lists every failing line (DESIGN §4).
 
-use oms_core::{Actor, Error, ErrorKind, ProductPatch, ProductRef, Status, Store};
+use oms_core::prelude::*;
+use oms_core::{Actor, Db, Error, ErrorKind, ProductPatch, ProductRef, Status};
 
 use crate::{add_customer, add_product, all_orders, assert_invariants, order_for, snapshot, stock};
 
 const EMAIL: &str = "ada@example.com";
 
-fn shop() -> Store {
-    let mut store = Store::open_in_memory().unwrap();
+fn shop() -> Db {
+    let mut store = Db::open_in_memory().unwrap();
     add_product(&mut store, "A", "10.00", 5);
     add_product(&mut store, "B", "2.50", 2);
     add_product(&mut store, "C", "1.00", 10);
@@ -32,7 +33,7 @@ fn failing_products(err: &Error) -> Vec<(String, i64)> {
 
 #[test]
 fn one_bad_line_of_three_writes_nothing() {
-    let mut store = shop();
+    let store = shop();
     let before = snapshot(&store);
     let err = store
         .write(&Actor::cli(), |tx| {
@@ -55,7 +56,7 @@ fn one_bad_line_of_three_writes_nothing() {
 
 #[test]
 fn the_error_lists_every_failing_line() {
-    let mut store = shop();
+    let store = shop();
     store
         .write(&Actor::cli(), |tx| {
             tx.update_product(
@@ -102,7 +103,7 @@ fn the_error_lists_every_failing_line() {
 
 #[test]
 fn the_same_sku_on_two_lines_is_checked_against_the_sum() {
-    let mut store = shop();
+    let store = shop();
     let before = snapshot(&store);
     let err = store
         .write(&Actor::cli(), |tx| {
@@ -135,7 +136,7 @@ fn the_same_sku_on_two_lines_is_checked_against_the_sum() {
 
 #[test]
 fn unknown_customer_is_not_found_and_writes_nothing() {
-    let mut store = shop();
+    let store = shop();
     let before = snapshot(&store);
     let err = store
         .write(&Actor::cli(), |tx| {
@@ -148,7 +149,7 @@ fn unknown_customer_is_not_found_and_writes_nothing() {
 
 #[test]
 fn paid_placement_reserves_like_pending() {
-    let mut store = shop();
+    let store = shop();
     let mut new = order_for(EMAIL, &[("B", 2)]);
     new.paid = true;
     let order = store
@@ -173,7 +174,7 @@ fn a_failed_placement_inside_a_larger_transaction_commits_nothing() {
     // Operations take no savepoint of their own: a refused placement may
     // have reserved lines before it failed, so a transaction that goes on
     // after ignoring the error is refused whole, the first order included.
-    let mut store = shop();
+    let store = shop();
     let before = store.last_seq().unwrap();
     let result = store.write(&Actor::cli(), |tx| {
         let first = tx.place_order(&order_for(EMAIL, &[("A", 1)]));

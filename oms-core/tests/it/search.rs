@@ -2,12 +2,13 @@
 //! the case of a Latin, Greek or Cyrillic search term (SQLite's own `LIKE`
 //! folds only ASCII, so `ZOË` missed "Zoë gadget").
 
-use oms_core::{Actor, CustomerQuery, NewProduct, OrderFilter, ProductQuery, Store};
+use oms_core::prelude::*;
+use oms_core::{Actor, CustomerQuery, Db, NewProduct, OrderFilter, ProductQuery};
 
 use crate::{add_customer, order_for, sku};
 
-fn shop() -> Store {
-    let mut store = Store::open_in_memory().unwrap();
+fn shop() -> Db {
+    let mut store = Db::open_in_memory().unwrap();
     store
         .write(&Actor::cli(), |tx| {
             for (code, name) in [
@@ -44,7 +45,7 @@ fn shop() -> Store {
     store
 }
 
-fn product_skus(store: &Store, term: &str) -> Vec<String> {
+fn product_skus(store: &Db, term: &str) -> Vec<String> {
     store
         .products(&ProductQuery {
             search: Some(term.to_string()),
@@ -56,7 +57,7 @@ fn product_skus(store: &Store, term: &str) -> Vec<String> {
         .collect()
 }
 
-fn customer_emails(store: &Store, term: &str) -> Vec<String> {
+fn customer_emails(store: &Db, term: &str) -> Vec<String> {
     store
         .customers(&CustomerQuery {
             search: Some(term.to_string()),
@@ -68,7 +69,7 @@ fn customer_emails(store: &Store, term: &str) -> Vec<String> {
         .collect()
 }
 
-fn order_customers(store: &Store, term: &str) -> Vec<String> {
+fn order_customers(store: &Db, term: &str) -> Vec<String> {
     store
         .orders(&OrderFilter {
             search: Some(term.to_string()),

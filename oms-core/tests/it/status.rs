@@ -1,7 +1,8 @@
 //! The status machine of DESIGN §4, through the store: stock effects,
 //! safe retries, refusals and optimistic locking.
 
-use oms_core::{Actor, Error, ErrorKind, Order, OrderId, Status, Store, Timestamp};
+use oms_core::prelude::*;
+use oms_core::{Actor, Db, Error, ErrorKind, Order, OrderId, Status, Timestamp};
 
 use crate::{
     add_customer, add_product, assert_invariants, item, last_seq, order_for, snapshot, stock,
@@ -9,15 +10,15 @@ use crate::{
 
 const EMAIL: &str = "ada@example.com";
 
-fn shop() -> Store {
-    let mut store = Store::open_in_memory().unwrap();
+fn shop() -> Db {
+    let mut store = Db::open_in_memory().unwrap();
     add_product(&mut store, "A", "10.00", 5);
     add_product(&mut store, "B", "2.50", 5);
     add_customer(&mut store, "Ada", EMAIL);
     store
 }
 
-fn place(store: &mut Store, items: &[(&str, i64)], paid: bool) -> Order {
+fn place(store: &mut Db, items: &[(&str, i64)], paid: bool) -> Order {
     let mut new = order_for(EMAIL, items);
     new.paid = paid;
     store
@@ -26,7 +27,7 @@ fn place(store: &mut Store, items: &[(&str, i64)], paid: bool) -> Order {
         .order
 }
 
-fn set(store: &mut Store, id: OrderId, to: Status) -> oms_core::Result<Order> {
+fn set(store: &mut Db, id: OrderId, to: Status) -> oms_core::Result<Order> {
     store.write(&Actor::cli(), |tx| tx.set_status(id, to, None))
 }
 

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 
-use oms_core::{Actor, Error, Order, OrderId, Seq, Status, Store};
+use oms_core::prelude::*;
+use oms_core::{Actor, Db, Error, Order, OrderId, Seq, Status};
 
 use crate::{add_customer, add_product, order_for, stock};
 
@@ -40,7 +41,7 @@ fn worker(
     results: mpsc::Sender<oms_core::Result<Order>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut store = Store::open(&path).unwrap();
+        let store = crate::open_db(&path).unwrap();
         for id in orders {
             barrier.wait();
             let result = store.write(&Actor::cli(), |tx| tx.set_status(id, to, None));
@@ -52,7 +53,7 @@ fn worker(
 }
 
 /// `(from, to)` of every status change of `id` after `after`.
-fn moves(store: &Store, after: Seq, id: OrderId) -> Vec<(Status, Status)> {
+fn moves(store: &Db, after: Seq, id: OrderId) -> Vec<(Status, Status)> {
     let status = |v: &serde_json::Value| v.as_str().unwrap().parse::<Status>().unwrap();
     store
         .changes_after(after, 100, None)
@@ -70,7 +71,7 @@ fn moves(store: &Store, after: Seq, id: OrderId) -> Vec<(Status, Status)> {
 fn pay_racing_cancel_always_ends_in_one_legal_history() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("oms.db");
-    let mut store = Store::open(&path).unwrap();
+    let mut store = crate::open_db(&path).unwrap();
     add_product(&mut store, "RACE", "3.00", STOCK);
     add_customer(&mut store, "Ada", EMAIL);
 

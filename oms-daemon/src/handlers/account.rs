@@ -51,7 +51,7 @@ pub async fn register(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, 
     let user = ctx
         .app
         .db
-        .write(ctx.access.actor(), move |tx| {
+        .write_async(ctx.access.actor(), move |tx| {
             // `add_user` links a customer user to an existing customer
             // record with its e-mail. That suits an admin on the command
             // line, but an anonymous caller would take over that customer's
@@ -125,7 +125,7 @@ pub(crate) async fn authenticate(
     let found = ctx
         .app
         .db
-        .read(move |store| store.credentials(&email))
+        .read_async(move |store| store.credentials(&email))
         .await?;
     let (account, hash) = match found {
         Some(credentials) => {

@@ -58,7 +58,7 @@ pub async fn poll(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
     drop(req);
     let customer = ctx.access.own_customer();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    let mut feed = ctx.app.feed.subscribe();
+    let mut feed = ctx.app.db.subscribe()?;
     let mut shutdown = ctx.app.shutdown.subscribe();
     let mut slot = None;
     let mut woken = false;
@@ -77,7 +77,7 @@ pub async fn poll(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
                 let entity = entity.clone();
                 ctx.app
                     .db
-                    .read(move |store| match &entity {
+                    .read_async(move |store| match &entity {
                         None => store.changes_after(after, limit, customer),
                         Some(e) => store.entity_changes_after(after, limit, customer, e),
                     })
@@ -98,7 +98,7 @@ pub async fn poll(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
             ));
         }
         if slot.is_none() {
-            slot = Some(ctx.app.feed.register().ok_or_else(|| {
+            slot = Some(ctx.app.waiters.register().ok_or_else(|| {
                 Problem::unavailable("too many clients are waiting on the change feed; retry", 1)
             })?);
         }

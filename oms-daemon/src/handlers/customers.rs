@@ -31,7 +31,7 @@ pub async fn list(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
     let items = ctx
         .app
         .db
-        .read(move |store| store.customers(&query))
+        .read_async(move |store| store.customers(&query))
         .await?;
     Ok(http::json(
         StatusCode::OK,
@@ -61,7 +61,7 @@ async fn by_ids(ctx: Ctx<'_>, ids: &str) -> Result<Response, Problem> {
     let items = ctx
         .app
         .db
-        .read(move |store| store.customers_by_ids(&ids))
+        .read_async(move |store| store.customers_by_ids(&ids))
         .await?;
     Ok(http::json(StatusCode::OK, &Page { items, next: None }))
 }
@@ -93,7 +93,7 @@ pub async fn create(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pr
     let customer = ctx
         .app
         .db
-        .write(ctx.access.actor(), move |tx| tx.add_customer(&new))
+        .write_async(ctx.access.actor(), move |tx| tx.add_customer(&new))
         .await?;
     Ok(http::json(StatusCode::CREATED, &customer))
 }
@@ -107,7 +107,7 @@ pub async fn get(ctx: Ctx<'_>) -> Result<Response, Problem> {
     let customer = ctx
         .app
         .db
-        .read(move |store| store.customer(&CustomerRef::Id(id)))
+        .read_async(move |store| store.customer(&CustomerRef::Id(id)))
         .await?;
     Ok(http::json(StatusCode::OK, &customer))
 }
@@ -161,7 +161,7 @@ pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pr
     let customer = ctx
         .app
         .db
-        .write(ctx.access.actor(), move |tx| {
+        .write_async(ctx.access.actor(), move |tx| {
             tx.update_customer(&CustomerRef::Id(id), &patch)
         })
         .await?;
@@ -172,7 +172,7 @@ pub async fn remove(ctx: Ctx<'_>) -> Result<Response, Problem> {
     let id = CustomerId(ctx.id()?);
     ctx.app
         .db
-        .write(ctx.access.actor(), move |tx| {
+        .write_async(ctx.access.actor(), move |tx| {
             tx.remove_customer(&CustomerRef::Id(id))
         })
         .await?;

@@ -51,13 +51,13 @@ pub async fn metrics(ctx: Ctx<'_>, accept: Option<String>) -> Result<Response, P
     match ctx
         .app
         .db
-        .read(move |store| store.notification_backlog(now))
+        .read_async(move |store| store.notification_backlog(now))
         .await
     {
         Ok(backlog) => ctx.app.metrics.set_outbox(&backlog, now),
         Err(e) => tracing::warn!(error = %e, "cannot read the outbox backlog"),
     }
-    let text = ctx.app.metrics.render(ctx.app.feed.waiters());
+    let text = ctx.app.metrics.render(ctx.app.waiters.count());
     let body = match format {
         exposition::Format::OpenMetrics => text,
         exposition::Format::Classic => exposition::to_classic(&text),

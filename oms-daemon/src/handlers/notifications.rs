@@ -34,7 +34,7 @@ pub async fn list(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
     let items = ctx
         .app
         .db
-        .read(move |store| store.notifications(&filter))
+        .read_async(move |store| store.notifications(&filter))
         .await?;
     Ok(http::json(
         StatusCode::OK,
@@ -53,7 +53,7 @@ pub async fn retry(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
     let notification = ctx
         .app
         .db
-        .write(ctx.access.actor(), move |tx| tx.retry_notification(id))
+        .write_async(ctx.access.actor(), move |tx| tx.retry_notification(id))
         .await?;
     Ok(http::json(StatusCode::OK, &notification))
 }

@@ -86,7 +86,7 @@ pub async fn webhook(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, P
     let outcome = match ctx
         .app
         .db
-        .write(Actor::system("razorpay"), move |tx| {
+        .write_async(Actor::system("razorpay"), move |tx| {
             tx.apply_payment_event(&delivery)
         })
         .await
@@ -140,7 +140,7 @@ pub async fn list(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
     let items = ctx
         .app
         .db
-        .read(move |store| store.payments(&filter))
+        .read_async(move |store| store.payments(&filter))
         .await?;
     Ok(http::json(
         StatusCode::OK,
@@ -177,7 +177,7 @@ pub async fn of_order(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, 
     let items = ctx
         .app
         .db
-        .read(move |store| store.payments(&filter))
+        .read_async(move |store| store.payments(&filter))
         .await?;
     Ok(http::json(
         StatusCode::OK,

@@ -33,7 +33,11 @@ pub async fn list(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
         limit: Some(limit),
         after: http::query_num::<i64>(&q, "after")?.map(ProductId),
     };
-    let items = ctx.app.db.read(move |store| store.products(&query)).await?;
+    let items = ctx
+        .app
+        .db
+        .read_async(move |store| store.products(&query))
+        .await?;
     Ok(http::json(
         StatusCode::OK,
         &Page::new(items, limit, |p| p.id.get()),
@@ -74,7 +78,7 @@ pub async fn create(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pr
     let product = ctx
         .app
         .db
-        .write(ctx.access.actor(), move |tx| {
+        .write_async(ctx.access.actor(), move |tx| {
             let price = tx.currency().parse_amount(&body.price)?;
             tx.add_product(&NewProduct {
                 sku,
@@ -100,13 +104,12 @@ pub async fn get(ctx: Ctx<'_>) -> Result<Response, Problem> {
         .db
         .lookup(move |store| store.product(&target))
         .await?;
-    // Negative control: a number sent as a string, against the contract.
-    #[cfg(feature = "broken-product-type")]
-    let product = {
+    if oms_core::controls::PRODUCT_TYPE {
+        // Negative control: a number sent as a string, against the contract.
         let mut value = serde_json::to_value(&product).map_err(|_| Problem::internal())?;
         value["stock_available"] = value["stock_available"].to_string().into();
-        value
-    };
+        return Ok(http::json(StatusCode::OK, &value));
+    }
     Ok(http::json(StatusCode::OK, &product))
 }
 
@@ -164,7 +167,7 @@ pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pr
     let product = ctx
         .app
         .db
-        .write(ctx.access.actor(), move |tx| {
+        .write_async(ctx.access.actor(), move |tx| {
             let price = body
                 .price
                 .as_deref()
@@ -192,7 +195,7 @@ pub async fn remove(ctx: Ctx<'_>) -> Result<Response, Problem> {
     let target = product_ref(&ctx)?;
     ctx.app
         .db
-        .write(ctx.access.actor(), move |tx| tx.remove_product(&target))
+        .write_async(ctx.access.actor(), move |tx| tx.remove_product(&target))
         .await?;
     Ok(http::empty(StatusCode::NO_CONTENT))
 }
@@ -230,7 +233,7 @@ pub async fn restock(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, P
     let product = ctx
         .app
         .db
-        .write(ctx.access.actor(), move |tx| tx.restock(&target, how))
+        .write_async(ctx.access.actor(), move |tx| tx.restock(&target, how))
         .await?;
     Ok(http::json(StatusCode::OK, &product))
 }

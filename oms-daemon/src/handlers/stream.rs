@@ -32,7 +32,9 @@ use tokio::sync::watch;
 
 use super::Ctx;
 use crate::App;
-use crate::feed::{OwnedWaiterSlot, Published};
+use oms_core::Published;
+
+use crate::feed::OwnedWaiterSlot;
 use crate::http::{self, Response};
 use crate::problem::Problem;
 
@@ -60,12 +62,12 @@ pub async fn open(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Prob
     // of the stream, as the long-poll does.
     drop(q);
     drop(req);
-    let slot = ctx.app.feed.register_owned().ok_or_else(|| {
+    let slot = ctx.app.waiters.register_owned().ok_or_else(|| {
         Problem::unavailable("too many clients are waiting on the change feed; retry", 1)
     })?;
     // Subscribe before reading the newest seq: a commit in between wakes
     // the stream instead of slipping past it.
-    let feed = ctx.app.feed.subscribe();
+    let feed = ctx.app.db.subscribe()?;
     let start = match last_event_id.or(after) {
         // `Last-Event-ID` wins over `?after=`.
         Some(seq) => Seq(seq.max(0)),
@@ -191,7 +193,7 @@ async fn next_batch(mut s: StreamState) -> Option<(Bytes, StreamState)> {
                         match s
                             .app
                             .db
-                            .read(move |store| store.changes_after(after, BATCH, customer))
+                            .read_async(move |store| store.changes_after(after, BATCH, customer))
                             .await
                         {
                             Ok(changes) => changes,

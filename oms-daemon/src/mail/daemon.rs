@@ -11,10 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use oms_core::{
-    Actor, Backlog, Claim, ClaimedNotification, MailOrder, MailOutcome, NotificationId, OrderId,
-    Recorded, Timestamp,
-};
+use oms_core::{Backlog, Timestamp};
 
 use super::{Dispatcher, Mailer, Outbox, SendReport};
 use crate::App;
@@ -31,67 +28,10 @@ const AFTER_ERROR: Duration = Duration::from_secs(1);
 /// the rest and drains at full speed once the writer is idle.
 const BUSY_PACE: Duration = Duration::from_millis(100);
 
-/// The outbox through the daemon's writer and read pool.
-pub(crate) struct AppOutbox {
-    app: Arc<App>,
-}
-
-impl Outbox for AppOutbox {
-    async fn claim(
-        &self,
-        owner: String,
-        limit: usize,
-        lease: Duration,
-        domain: String,
-    ) -> oms_core::Result<Vec<ClaimedNotification>> {
-        self.app
-            .db
-            .write(Actor::system("mail"), move |tx| {
-                tx.claim_notifications(&Claim {
-                    owner: &owner,
-                    limit,
-                    lease_until: tx.now().plus(lease),
-                    message_id_domain: &domain,
-                })
-            })
-            .await
-    }
-
-    async fn mail_orders(&self, orders: Vec<OrderId>) -> oms_core::Result<Vec<MailOrder>> {
-        self.app
-            .db
-            .read(move |store| store.mail_orders(&orders))
-            .await
-    }
-
-    async fn record(
-        &self,
-        owner: String,
-        outcomes: Vec<(NotificationId, MailOutcome)>,
-    ) -> oms_core::Result<Recorded> {
-        self.app
-            .db
-            .write(Actor::system("mail"), move |tx| {
-                tx.record_deliveries(&owner, &outcomes)
-            })
-            .await
-    }
-
-    async fn backlog(&self) -> oms_core::Result<Backlog> {
-        self.app
-            .db
-            .read(|store| store.notification_backlog(Timestamp::now()))
-            .await
-    }
-}
-
 /// Runs the daemon's dispatcher until shutdown.
 pub(crate) async fn run_in_daemon(app: Arc<App>, mailer: Arc<Mailer>) {
     let metrics = Arc::clone(&app.metrics);
-    let outbox = AppOutbox {
-        app: Arc::clone(&app),
-    };
-    let dispatcher = match Dispatcher::new(outbox, mailer, "serve") {
+    let dispatcher = match Dispatcher::new(Arc::clone(&app.db), mailer, "serve") {
         Ok(dispatcher) => dispatcher.with_hook(Arc::new(move |report: &SendReport| {
             metrics.notifications_sent(report.sent, report.rescheduled, report.dead);
         })),
@@ -101,7 +41,13 @@ pub(crate) async fn run_in_daemon(app: Arc<App>, mailer: Arc<Mailer>) {
         }
     };
     let config = dispatcher.config().clone();
-    let mut feed = app.feed.subscribe();
+    let mut feed = match app.db.subscribe() {
+        Ok(feed) => feed,
+        Err(e) => {
+            tracing::error!(error = %e, "mail dispatcher not started; `oms notify send` can deliver");
+            return;
+        }
+    };
     let mut shutdown = app.shutdown.subscribe();
     // Sends in flight see the stop at once and release what they have not
     // started, so shutdown waits for at most one send per worker.

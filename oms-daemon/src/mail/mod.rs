@@ -3,7 +3,7 @@
 //! is set) and from `oms notify send` (cron). Both run the same
 //! [`Dispatcher`]; they differ only in how they reach the database
 //! ([`Outbox`]): the daemon through its writer thread (group commit), the
-//! command line through a [`Store`] of its own.
+//! command line through a handle of its own ([`Db::open`]).
 //!
 //! One batch: claim up to N due rows under a lease (one short write
 //! transaction), read their orders, send with no transaction open,
@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
 use oms_core::{
-    Actor, Backlog, Claim, ClaimedNotification, MailOrder, MailOutcome, NotificationId, OrderId,
-    Recorded, Store, Timestamp,
+    Actor, Backlog, Claim, ClaimedNotification, Db, MailOrder, MailOutcome, NotificationId,
+    OrderId, Recorded, Timestamp,
 };
 
 pub(crate) use daemon::run_in_daemon;
@@ -291,8 +291,8 @@ fn timed_out(e: &smtp::Error) -> bool {
     false
 }
 
-/// How the dispatcher reaches the outbox: the daemon's writer thread, or a
-/// store of its own on the command line.
+/// How the dispatcher reaches the outbox (a shop's [`Db`]; tests may
+/// substitute their own).
 pub trait Outbox: Send + Sync + 'static {
     /// Claims due rows for `owner` for `lease` (measured from the claiming
     /// transaction's clock).
@@ -318,36 +318,10 @@ pub trait Outbox: Send + Sync + 'static {
     fn backlog(&self) -> impl Future<Output = oms_core::Result<Backlog>> + Send;
 }
 
-/// The outbox through a store of its own (`oms notify send`), each call on
-/// the blocking pool.
-pub struct StoreOutbox {
-    store: Arc<Mutex<Store>>,
-}
-
-impl StoreOutbox {
-    pub fn new(store: Store) -> StoreOutbox {
-        StoreOutbox {
-            store: Arc::new(Mutex::new(store)),
-        }
-    }
-
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Store) -> oms_core::Result<T> + Send + 'static,
-    ) -> oms_core::Result<T> {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            let mut store = store
-                .lock()
-                .map_err(|_| oms_core::Error::Database("the store lock is poisoned".into()))?;
-            f(&mut store)
-        })
-        .await
-        .map_err(|e| oms_core::Error::Database(format!("outbox task failed: {e}")))?
-    }
-}
-
-impl Outbox for StoreOutbox {
+/// The outbox of a shop's [`Db`]: on the daemon's serving handle claims
+/// and outcomes join the writer's group commits and reads go to its reader
+/// threads; on `oms notify send`'s handle each call runs at once.
+impl Outbox for Db {
     async fn claim(
         &self,
         owner: String,
@@ -355,21 +329,20 @@ impl Outbox for StoreOutbox {
         lease: Duration,
         domain: String,
     ) -> oms_core::Result<Vec<ClaimedNotification>> {
-        self.with(move |store| {
-            store.write(&Actor::system("mail"), |tx| {
-                tx.claim_notifications(&Claim {
-                    owner: &owner,
-                    limit,
-                    lease_until: tx.now().plus(lease),
-                    message_id_domain: &domain,
-                })
+        self.write_async(Actor::system("mail"), move |tx| {
+            tx.claim_notifications(&Claim {
+                owner: &owner,
+                limit,
+                lease_until: tx.now().plus(lease),
+                message_id_domain: &domain,
             })
         })
         .await
     }
 
     async fn mail_orders(&self, orders: Vec<OrderId>) -> oms_core::Result<Vec<MailOrder>> {
-        self.with(move |store| store.mail_orders(&orders)).await
+        self.read_async(move |store| store.mail_orders(&orders))
+            .await
     }
 
     async fn record(
@@ -377,16 +350,14 @@ impl Outbox for StoreOutbox {
         owner: String,
         outcomes: Vec<(NotificationId, MailOutcome)>,
     ) -> oms_core::Result<Recorded> {
-        self.with(move |store| {
-            store.write(&Actor::system("mail"), |tx| {
-                tx.record_deliveries(&owner, &outcomes)
-            })
+        self.write_async(Actor::system("mail"), move |tx| {
+            tx.record_deliveries(&owner, &outcomes)
         })
         .await
     }
 
     async fn backlog(&self) -> oms_core::Result<Backlog> {
-        self.with(|store| store.notification_backlog(Timestamp::now()))
+        self.read_async(|store| store.notification_backlog(Timestamp::now()))
             .await
     }
 }
@@ -443,11 +414,11 @@ impl<O: Outbox> Dispatcher<O> {
     /// A dispatcher with an owner token of its own: `who` names it in the
     /// lease (`serve`, `cli`), the rest makes it unique.
     /// Starts its `concurrency` mail threads.
-    pub fn new(outbox: O, mailer: Arc<Mailer>, who: &str) -> Result<Dispatcher<O>, MailError> {
+    pub fn new(outbox: Arc<O>, mailer: Arc<Mailer>, who: &str) -> Result<Dispatcher<O>, MailError> {
         let workers = workers::Workers::start(mailer.config.concurrency)
             .map_err(|e| MailError(format!("cannot start the mail threads: {e}")))?;
         Ok(Dispatcher {
-            outbox: Arc::new(outbox),
+            outbox,
             mailer,
             workers,
             owner: format!("{who}:{}:{:016x}", std::process::id(), fastrand::u64(..)),

@@ -17,6 +17,7 @@
 //! A's e-mail or name, a tracking code of A's, an object with A's
 //! `customer_id`, or a change that is not about the caller.
 
+use oms_core::prelude::*;
 use std::collections::{BTreeSet, HashSet};
 
 use jsonwebtoken::Algorithm;

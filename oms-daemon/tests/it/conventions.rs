@@ -4,6 +4,7 @@
 //! `no-store`, and strict JSON bodies (415 for another media type; 400 for
 //! JSON that another parser would read differently).
 
+use oms_core::prelude::*;
 use std::process::Command;
 
 use serde_json::json;

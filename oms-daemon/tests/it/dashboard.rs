@@ -3,6 +3,7 @@
 //! the dashboard uses (newest-first lists, customers by id, restock, an
 //! order's history from the change log).
 
+use oms_core::prelude::*;
 use serde_json::json;
 
 use crate::support::{ALICE_EMAIL, PASSWORD, Server, WIDGET};

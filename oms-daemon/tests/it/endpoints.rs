@@ -1,6 +1,7 @@
 //! Every endpoint's happy path and main errors: status codes, headers and
 //! the JSON field names of DESIGN §3.
 
+use oms_core::prelude::*;
 use serde_json::{Value, json};
 
 use std::time::Duration;

@@ -91,7 +91,7 @@ fn a_waiter_is_woken_by_another_connection() {
         let waiter = scope.spawn(|| poll(&server, &server.admin.token, last, 2));
         server.wait_for_waiters(1);
         // Another process (here, another connection) restocks.
-        let mut other = server.store();
+        let other = server.store();
         other
             .write(&Actor::cli(), |tx| {
                 tx.restock(&ProductRef::parse(GADGET)?, Restock::Add(5))

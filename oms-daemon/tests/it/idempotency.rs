@@ -1,6 +1,7 @@
 //! `Idempotency-Key` on `POST /api/orders`: replays, reuse with another
 //! body, per-user scope, and a burst of identical requests at once.
 
+use oms_core::prelude::*;
 use std::sync::{Arc, Barrier};
 
 use oms_core::{CustomerId, CustomerRef, OrderFilter};

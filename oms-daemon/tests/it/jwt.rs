@@ -2,6 +2,7 @@
 //! may call, while a well-formed token signed with the daemon's key passes.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use oms_core::prelude::*;
 use serde_json::{Value, json};
 
 use crate::support::{SECRET, Server, Who, b64url_decode, b64url_encode, now_secs};

@@ -95,7 +95,7 @@ fn every_status_change_is_delivered_with_its_recipient_subject_and_message_id() 
         .expect_status(200);
     // Placed by another process on the same file, then expired there: the
     // daemon's dispatcher delivers those too.
-    let mut store = server.store();
+    let store = server.store();
     let c = store
         .write(&Actor::cli(), |tx| {
             tx.place_order(&NewOrder {

@@ -1,6 +1,7 @@
 //! What operators and their tools rely on (issue 13): the password policy
 //! at registration, and `/metrics` as Prometheus scrapes it.
 
+use oms_core::prelude::*;
 use serde_json::json;
 
 use crate::support::Server;

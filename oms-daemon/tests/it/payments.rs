@@ -6,6 +6,7 @@
 //! `payment_collected`, the stock and the change log. "Nothing written"
 //! means all of them are exactly as before.
 
+use oms_core::prelude::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Barrier};

@@ -2,6 +2,7 @@
 //! Events read off a raw socket, so nothing between the daemon and the
 //! test buffers or reconnects.
 
+use oms_core::prelude::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -157,7 +158,7 @@ fn bearer(token: &str) -> String {
 /// Restocks WIDGET `n` times in one transaction: `n` changes, written by
 /// another connection as another process would.
 fn restock_many(server: &Server, n: usize) {
-    let mut store = server.store();
+    let store = server.store();
     store
         .write(&Actor::system("test"), |tx| {
             let widget = ProductRef::parse(WIDGET)?;

@@ -11,8 +11,9 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use oms_core::prelude::*;
 use oms_core::{
-    Actor, Currency, NewCustomer, NewProduct, NewUser, Role, Sku, Store, User, parse_email,
+    Actor, Currency, Db, Location, NewCustomer, NewProduct, NewUser, Role, Sku, User, parse_email,
 };
 use oms_daemon::{App, Config};
 use serde_json::Value;
@@ -90,7 +91,7 @@ impl Server {
         let db_path = dir.path().join("oms.db");
         let (admin, alice, bob, spare_customer_id) = seed(&db_path);
 
-        let mut config = Config::new(db_path.clone());
+        let mut config = Config::new(Location::File(db_path.clone()));
         config.jwt_secret = Some(SECRET.to_string());
         config.external_poll = Duration::from_millis(20);
         config.shutdown_grace = Duration::from_secs(3);
@@ -133,7 +134,7 @@ impl Server {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        let grants = Store::open(&db_path).expect("open the database");
+        let grants = open_db(&db_path);
         let mint = |user: User| {
             let grant = grants
                 .token_grant(user.id)
@@ -166,13 +167,13 @@ impl Server {
 
     /// A second connection to the database file, as another process
     /// (`oms` on the command line) would have.
-    pub fn store(&self) -> Store {
-        Store::open(&self.db_path).expect("open the database")
+    pub fn store(&self) -> Db {
+        open_db(&self.db_path)
     }
 
     /// Adds a product behind the daemon's back; returns its id.
     pub fn add_product(&self, sku: &str, price: &str, stock: i64) -> i64 {
-        add_product(&mut self.store(), sku, price, stock)
+        add_product(&self.store(), sku, price, stock)
     }
 
     /// A request to `path` (with its query string).
@@ -252,6 +253,12 @@ impl Drop for Server {
     }
 }
 
+/// Opens (creating if needed) the database file at `path`, as another
+/// process (`oms` on the command line) would.
+pub fn open_db(path: &Path) -> Db {
+    Db::open(&Location::File(path.to_path_buf())).expect("open the database")
+}
+
 /// The body of `POST /api/orders`.
 pub fn order_body(customer: Option<i64>, items: &[(&str, i64)]) -> Value {
     let items: Vec<Value> = items
@@ -266,9 +273,9 @@ pub fn order_body(customer: Option<i64>, items: &[(&str, i64)]) -> Value {
 }
 
 fn seed(path: &Path) -> (User, User, User, i64) {
-    let mut store = Store::open(path).expect("create the database");
+    let store = open_db(path);
     for (sku, price, stock) in PRODUCTS {
-        add_product(&mut store, sku, price, *stock);
+        add_product(&store, sku, price, *stock);
     }
     let hash = password_hash();
     store
@@ -292,7 +299,7 @@ fn seed(path: &Path) -> (User, User, User, i64) {
         .expect("seed users")
 }
 
-fn add_product(store: &mut Store, sku: &str, price: &str, stock: i64) -> i64 {
+fn add_product(store: &Db, sku: &str, price: &str, stock: i64) -> i64 {
     store
         .write(&Actor::cli(), |tx| {
             let product = tx.add_product(&NewProduct {

@@ -3,8 +3,9 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::WriteTx;
-use crate::{Currency, Error, Result};
+use super::Tx;
+use crate::store::SettingWrites;
+use crate::{Currency, Error, Result, Timestamp};
 
 pub(crate) fn currency(conn: &Connection) -> Result<Currency> {
     let code: Option<String> = conn
@@ -28,10 +29,14 @@ pub(crate) fn get(conn: &Connection, key: &str) -> Result<Option<String>> {
         .optional()?)
 }
 
-impl WriteTx<'_> {
+impl SettingWrites for Tx<'_> {
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+
     /// Sets the currency. Refused once products or orders exist in another
     /// currency, since their amounts would change meaning.
-    pub fn set_currency(&self, currency: Currency) -> Result<()> {
+    fn set_currency(&self, currency: Currency) -> Result<()> {
         if currency == self.currency {
             return Ok(());
         }
@@ -51,13 +56,8 @@ impl WriteTx<'_> {
         Ok(())
     }
 
-    /// Reads a setting inside the transaction.
-    pub fn setting(&self, key: &str) -> Result<Option<String>> {
-        get(self.conn, key)
-    }
-
     /// The value of `key`, generating 32 random bytes (hex) the first time.
-    pub fn ensure_secret(&self, key: &str) -> Result<String> {
+    fn ensure_secret(&self, key: &str) -> Result<String> {
         self.conn.execute(
             "INSERT INTO settings (key, value) VALUES (?1, lower(hex(randomblob(32))))
              ON CONFLICT (key) DO NOTHING",
@@ -67,7 +67,7 @@ impl WriteTx<'_> {
     }
 
     /// Writes a setting.
-    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+    fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         self.conn.execute(
             "INSERT INTO settings (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -3,7 +3,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
-use super::{Store, WriteTx, like_pattern};
+use super::{Access, Tx, like_pattern};
+use crate::store::{CustomerQuery, CustomerReads, CustomerWrites, MAX_CUSTOMER_IDS, Upserted};
 use crate::{
     Customer, CustomerId, CustomerPatch, CustomerRef, Error, NewCustomer, Result, Timestamp,
 };
@@ -40,29 +41,28 @@ pub(crate) fn get(conn: &Connection, customer: &CustomerRef) -> Result<Customer>
     find(conn, customer)?.ok_or_else(|| Error::not_found("customer", customer))
 }
 
-/// Most ids [`Store::customers_by_ids`] looks up at once.
-pub const MAX_IDS: usize = 500;
-
-/// What to list.
-#[derive(Debug, Clone, Default)]
-pub struct CustomerQuery {
-    /// Case-insensitive substring of the name or e-mail.
-    pub search: Option<String>,
-    pub limit: Option<u64>,
-    /// Cursor: only customers with a larger id.
-    pub after: Option<CustomerId>,
+impl Tx<'_> {
+    fn ensure_email_free(&self, email: &str, except: Option<CustomerId>) -> Result<()> {
+        match find(self.conn, &CustomerRef::Email(email.to_string()))? {
+            Some(c) if Some(c.id) != except => Err(Error::Duplicate {
+                what: "customer email",
+                value: email.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
-impl Store {
+impl<S: Access + ?Sized> CustomerReads for S {
     /// A customer by id or e-mail.
-    pub fn customer(&self, customer: &CustomerRef) -> Result<Customer> {
-        get(&self.conn, customer)
+    fn customer(&self, customer: &CustomerRef) -> Result<Customer> {
+        get(self.sql(), customer)
     }
 
     /// Customers ordered by id.
-    pub fn customers(&self, query: &CustomerQuery) -> Result<Vec<Customer>> {
+    fn customers(&self, query: &CustomerQuery) -> Result<Vec<Customer>> {
         let mut out = Vec::new();
-        self.for_each_customer(query, |c| {
+        self.for_each_customer(query, &mut |c| {
             out.push(c);
             Ok(())
         })?;
@@ -71,15 +71,15 @@ impl Store {
 
     /// The customers with these ids, ordered by id; ids that name no
     /// customer are left out. At most 500 ids are looked up.
-    pub fn customers_by_ids(&self, ids: &[CustomerId]) -> Result<Vec<Customer>> {
+    fn customers_by_ids(&self, ids: &[CustomerId]) -> Result<Vec<Customer>> {
         let mut stmt = self
-            .conn
+            .sql()
             .prepare_cached(&format!("SELECT {COLUMNS} FROM customers WHERE id = ?1"))?;
         let mut ids: Vec<i64> = ids.iter().map(|id| id.get()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut out = Vec::with_capacity(ids.len().min(MAX_IDS));
-        for id in ids.into_iter().take(MAX_IDS) {
+        let mut out = Vec::with_capacity(ids.len().min(MAX_CUSTOMER_IDS));
+        for id in ids.into_iter().take(MAX_CUSTOMER_IDS) {
             if let Some(customer) = stmt.query_row([id], from_row).optional()? {
                 out.push(customer);
             }
@@ -88,12 +88,12 @@ impl Store {
     }
 
     /// Streams customers ordered by id (constant memory).
-    pub fn for_each_customer(
+    fn for_each_customer(
         &self,
         query: &CustomerQuery,
-        mut f: impl FnMut(Customer) -> Result<()>,
+        f: &mut dyn FnMut(Customer) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let mut stmt = self.sql().prepare_cached(&format!(
             "SELECT {COLUMNS} FROM customers
              WHERE id > ?1 AND (?2 IS NULL OR oms_fold(name) LIKE ?2 ESCAPE '\\'
                                    OR oms_fold(email) LIKE ?2 ESCAPE '\\')
@@ -112,24 +112,9 @@ impl Store {
     }
 }
 
-impl WriteTx<'_> {
-    /// A customer by id or e-mail, as this transaction sees it.
-    pub fn customer(&self, customer: &CustomerRef) -> Result<Customer> {
-        get(self.conn, customer)
-    }
-
-    fn ensure_email_free(&self, email: &str, except: Option<CustomerId>) -> Result<()> {
-        match find(self.conn, &CustomerRef::Email(email.to_string()))? {
-            Some(c) if Some(c.id) != except => Err(Error::Duplicate {
-                what: "customer email",
-                value: email.to_string(),
-            }),
-            _ => Ok(()),
-        }
-    }
-
+impl CustomerWrites for Tx<'_> {
     /// Adds a customer.
-    pub fn add_customer(&self, new: &NewCustomer) -> Result<Customer> {
+    fn add_customer(&self, new: &NewCustomer) -> Result<Customer> {
         self.atomic(|| {
             self.ensure_email_free(&new.email, None)?;
             self.conn
@@ -152,11 +137,7 @@ impl WriteTx<'_> {
     }
 
     /// Changes name, e-mail or phone.
-    pub fn update_customer(
-        &self,
-        customer: &CustomerRef,
-        patch: &CustomerPatch,
-    ) -> Result<Customer> {
+    fn update_customer(&self, customer: &CustomerRef, patch: &CustomerPatch) -> Result<Customer> {
         self.atomic(|| {
             let before = self.customer(customer)?;
             if let Some(email) = &patch.email {
@@ -198,7 +179,7 @@ impl WriteTx<'_> {
     }
 
     /// Removes a customer without orders or a login.
-    pub fn remove_customer(&self, customer: &CustomerRef) -> Result<Customer> {
+    fn remove_customer(&self, customer: &CustomerRef) -> Result<Customer> {
         self.atomic(|| {
             let c = self.customer(customer)?;
             let (orders, users): (i64, i64) = self
@@ -236,8 +217,7 @@ impl WriteTx<'_> {
 
     /// Creates or updates the customer with this e-mail (CSV import).
     /// `phone: None` leaves an existing phone alone.
-    pub fn upsert_customer(&self, new: &NewCustomer) -> Result<super::products::Upserted> {
-        use super::products::Upserted;
+    fn upsert_customer(&self, new: &NewCustomer) -> Result<Upserted> {
         self.atomic(
             || match find(self.conn, &CustomerRef::Email(new.email.clone()))? {
                 None => {

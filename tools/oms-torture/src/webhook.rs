@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use hyper::Method;
 use oms_core::payment::{PaymentFilter, PaymentOutcome, PaymentStatus};
-use oms_core::{OrderFilter, Seq, Status, Store};
+use oms_core::prelude::*;
+use oms_core::{Db, Location, OrderFilter, Seq, Status};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -520,7 +521,7 @@ struct Checked {
 
 /// Holds the database against the plan (see the module doc).
 fn check(db: &std::path::Path, plan: &[Planned], unknown: usize) -> Result<Checked> {
-    let store = Store::open_read_only(db)?;
+    let store = Db::open(&Location::File(db.to_path_buf()))?;
     let mut problems = Vec::new();
     let report = store.verify()?;
     if !report.is_clean() {

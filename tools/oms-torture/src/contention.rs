@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use oms_core::{Actor, Store};
+use oms_core::{Actor, Db, Location};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::check::audit_async;
@@ -66,7 +66,7 @@ pub struct HoldArgs {
 /// oms-core) for `secs`; prints `locked` once it holds it.
 pub fn hold_lock(args: &HoldArgs) -> Result<crate::Verdict> {
     use std::io::Write;
-    let mut store = Store::open(&args.db)?;
+    let store = Db::open(&Location::File(args.db.clone()))?;
     store.write(&Actor::system("torture-hold-lock"), |_tx| {
         println!("locked");
         let _ = std::io::stdout().flush();

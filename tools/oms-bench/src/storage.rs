@@ -1,13 +1,17 @@
-//! `storage`: orders placed in-process in group commits, as the daemon's
-//! writer places them (one transaction and one fsync per group, a SAVEPOINT
-//! per order; see oms-core/benches/hot_paths.rs). Its rate is the storage
-//! ceiling the HTTP placement rate is compared with.
+//! `storage`: orders placed in-process through the same serving `Db` the
+//! daemon opens, by `--group` writers at once, so its writer thread commits
+//! them in groups of about that size (one transaction and one fsync per
+//! group), exactly as it commits the daemon's requests. No HTTP, no JSON:
+//! its rate is the storage ceiling the HTTP placement rate is compared with.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
+use oms_core::prelude::*;
 use oms_core::{
-    Actor, CustomerId, CustomerRef, GroupJob, ItemRequest, NewCustomer, NewOrder, NewProduct,
-    ProductQuery, ProductRef, Quantity, Sku, Store, WriteTx,
+    Actor, CustomerId, CustomerRef, Db, ItemRequest, Location, NewCustomer, NewOrder, NewProduct,
+    ProductQuery, ProductRef, Quantity, ServeOptions, Sku,
 };
 
 use crate::{Result, StorageArgs};
@@ -17,22 +21,6 @@ pub const CUSTOMERS: i64 = 1000;
 /// Stock per SKU: enough that no placement runs out, with room left below
 /// `MAX_STOCK` for restocks (`feed-latency --commit cli`).
 const STOCK: i64 = oms_core::MAX_STOCK / 10 * 9;
-
-struct PlaceJob {
-    actor: Actor,
-    order: NewOrder,
-    ok: bool,
-}
-
-impl GroupJob for PlaceJob {
-    fn actor(&self) -> &Actor {
-        &self.actor
-    }
-    fn run(&mut self, tx: &WriteTx<'_>) -> bool {
-        self.ok = tx.place_order(&self.order).is_ok();
-        self.ok
-    }
-}
 
 /// `1-3` or `3`.
 fn parse_lines(spec: &str) -> Result<(i64, i64)> {
@@ -70,7 +58,7 @@ fn order(n: i64, lines: i64, paid: bool, run: &str) -> Result<NewOrder> {
 /// 200 SKUs (SKU-001..) with the most stock allowed and 1000 customers
 /// (c1@example.com..), the data the wrk scripts assume, if there are no
 /// products yet.
-fn seed(store: &mut Store) -> Result<bool> {
+fn seed(store: &Db) -> Result<bool> {
     let query = ProductQuery {
         limit: Some(1),
         ..ProductQuery::default()
@@ -107,8 +95,8 @@ pub fn run(args: &StorageArgs) -> Result<()> {
         return Err("--group must be at least 1".into());
     }
     let (lo, hi) = parse_lines(&args.lines)?;
-    let mut store = Store::open(&args.db)?;
-    if seed(&mut store)? {
+    let location = Location::File(args.db.clone());
+    if seed(&Db::open(&location)?)? {
         eprintln!(
             "oms-bench: seeded {} with {SKUS} SKUs and {CUSTOMERS} customers",
             args.db.display()
@@ -117,47 +105,57 @@ pub fn run(args: &StorageArgs) -> Result<()> {
     // Keys unique across runs on the same file, so nothing is a replay.
     let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let run = format!("{run:x}");
-    let actor = Actor::system("bench");
-    let total = i64::try_from(args.orders)?;
-    let mut placed = 0u64;
-    let mut failed = 0u64;
-    let mut build = std::time::Duration::ZERO;
-    let start = Instant::now();
-    let mut n = 0i64;
-    while n < total {
-        let t = Instant::now();
-        let end = (n + args.group as i64).min(total);
-        let mut jobs = (n..end)
-            .map(|i| {
-                let lines = lo + i % (hi - lo + 1);
-                let paid = args.paid_every > 0 && (i as u64).is_multiple_of(args.paid_every);
-                Ok(PlaceJob {
-                    actor: actor.clone(),
-                    order: order(i, lines, paid, &run)?,
-                    ok: false,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        build += t.elapsed();
-        store.write_group(jobs.iter_mut().map(|j| j as &mut dyn GroupJob))?;
-        for job in &jobs {
-            if job.ok {
-                placed += 1;
-            } else {
-                failed += 1;
-            }
-        }
-        n = end;
+    // The requests are built before the clock starts (the daemon's HTTP
+    // tasks parse them outside the writer's work), one queue per writer.
+    let mut queues: Vec<Vec<NewOrder>> = vec![Vec::new(); args.group];
+    for i in 0..i64::try_from(args.orders)? {
+        let lines = lo + i % (hi - lo + 1);
+        let paid = args.paid_every > 0 && (i as u64).is_multiple_of(args.paid_every);
+        let queue = usize::try_from(i)? % args.group;
+        queues[queue].push(order(i, lines, paid, &run)?);
     }
-    let secs = start.elapsed().as_secs_f64();
-    // The requests are built outside the timed writer work in the daemon
-    // (its HTTP tasks parse them), so building them is not counted here.
-    let write_secs = (secs - build.as_secs_f64()).max(f64::EPSILON);
+    let db = Arc::new(Db::serve(
+        &location,
+        ServeOptions {
+            max_batch: args.group,
+            ..ServeOptions::default()
+        },
+    )?);
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let start = Instant::now();
+    let outcomes: Vec<(u64, u64)> = runtime.block_on(async {
+        let mut writers = tokio::task::JoinSet::new();
+        for queue in queues {
+            let db = Arc::clone(&db);
+            writers.spawn(async move {
+                let (mut placed, mut failed) = (0u64, 0u64);
+                for order in queue {
+                    let placed_now = db
+                        .write_async(Actor::system("bench"), move |tx| tx.place_order(&order))
+                        .await;
+                    match placed_now {
+                        Ok(_) => placed += 1,
+                        Err(_) => failed += 1,
+                    }
+                }
+                (placed, failed)
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(done) = writers.join_next().await {
+            outcomes.push(done.unwrap_or((0, 1)));
+        }
+        outcomes
+    });
+    let secs = start.elapsed().as_secs_f64().max(f64::EPSILON);
+    db.close();
+    let placed: u64 = outcomes.iter().map(|o| o.0).sum();
+    let failed: u64 = outcomes.iter().map(|o| o.1).sum();
     println!(
-        "storage orders={placed} failed={failed} group={} lines={} seconds={write_secs:.3} orders_per_s={:.0}",
+        "storage orders={placed} failed={failed} group={} lines={} seconds={secs:.3} orders_per_s={:.0}",
         args.group,
         args.lines,
-        placed as f64 / write_secs
+        placed as f64 / secs
     );
     if failed > 0 {
         return Err(format!("{failed} placements failed").into());
@@ -191,7 +189,7 @@ mod tests {
         };
         run(&args).expect("first run");
         run(&args).expect("second run (already seeded, new keys)");
-        let store = Store::open(&db).expect("open");
+        let store = Db::open(&Location::File(db.clone())).expect("open");
         let all = store
             .orders(&oms_core::OrderFilter::default())
             .expect("orders");

@@ -7,10 +7,11 @@
 
 use rusqlite::{Connection, params};
 
-use super::{Store, WriteTx};
+use super::{Access, Tx};
+use crate::store::ChangeReads;
 use crate::{Change, CustomerId, EntityFilter, Result, Seq, Timestamp};
 
-impl WriteTx<'_> {
+impl Tx<'_> {
     /// Appends a change. `customer_id` marks changes a customer may see.
     pub(crate) fn log_change(
         &self,
@@ -118,33 +119,33 @@ pub(crate) fn changes_after(
         .collect())
 }
 
-impl Store {
+impl<S: Access + ?Sized> ChangeReads for S {
     /// Changes with `seq > after`, oldest first, at most `limit`; only the
     /// given customer's when `customer` is set.
-    pub fn changes_after(
+    fn changes_after(
         &self,
         after: Seq,
         limit: u64,
         customer: Option<CustomerId>,
     ) -> Result<Vec<Change>> {
-        changes_after(&self.conn, after, limit, customer, None)
+        changes_after(self.sql(), after, limit, customer, None)
     }
 
     /// [`Store::changes_after`] narrowed to the changes about one entity
     /// (an order's history: `entity = "order"`, `entity_id = 7`).
-    pub fn entity_changes_after(
+    fn entity_changes_after(
         &self,
         after: Seq,
         limit: u64,
         customer: Option<CustomerId>,
         entity: &EntityFilter,
     ) -> Result<Vec<Change>> {
-        changes_after(&self.conn, after, limit, customer, Some(entity))
+        changes_after(self.sql(), after, limit, customer, Some(entity))
     }
 
     /// The newest `seq`, or 0 for an empty log.
-    pub fn last_seq(&self) -> Result<Seq> {
-        Ok(Seq(self.conn.query_row(
+    fn last_seq(&self) -> Result<Seq> {
+        Ok(Seq(self.sql().query_row(
             "SELECT COALESCE(MAX(seq), 0) FROM changes",
             [],
             |r| r.get(0),

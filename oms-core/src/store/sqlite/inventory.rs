@@ -8,7 +8,7 @@
 
 use rusqlite::params;
 
-use super::WriteTx;
+use super::Tx;
 use crate::{Error, OrderId, ProductId, Result};
 
 /// Why stock moved, as stored in the ledger.
@@ -37,7 +37,7 @@ impl Reason {
     }
 }
 
-impl WriteTx<'_> {
+impl Tx<'_> {
     /// Reserves `qty` units if that many are available and the product is
     /// active. Returns false (and changes nothing) otherwise.
     pub(crate) fn try_reserve(
@@ -47,9 +47,9 @@ impl WriteTx<'_> {
         order: OrderId,
         reason: Reason,
     ) -> Result<bool> {
-        #[cfg(feature = "broken-stock-guard")]
-        return self.broken_reserve(product, qty, order, reason);
-        #[cfg_attr(feature = "broken-stock-guard", allow(unreachable_code))]
+        if crate::controls::STOCK_GUARD {
+            return self.broken_reserve(product, qty, order, reason);
+        }
         let mut stmt = self.conn.prepare_cached(
             "UPDATE products SET stock_reserved = stock_reserved + ?1, updated_at = ?3
              WHERE id = ?2 AND active = 1 AND stock_on_hand - stock_reserved >= ?1",
@@ -62,12 +62,11 @@ impl WriteTx<'_> {
         Ok(true)
     }
 
-    /// NEGATIVE CONTROL, only in a `--features broken-stock-guard` build
-    /// (docs/reliability.md): the seed projects' bug. Reads the available
+    /// NEGATIVE CONTROL, used only in a `--features broken-stock-guard`
+    /// build (docs/reliability.md): the seed projects' bug. Reads the available
     /// stock on another connection (the last committed state, which misses
     /// the uncommitted jobs of the same group commit), then writes back an
     /// absolute value computed from that stale read: a lost update.
-    #[cfg(feature = "broken-stock-guard")]
     fn broken_reserve(
         &self,
         product: ProductId,

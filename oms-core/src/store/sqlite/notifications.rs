@@ -30,7 +30,8 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::{Store, WriteTx};
+use super::{Access, Tx};
+use crate::store::{NotificationReads, NotificationWrites};
 use crate::{
     Backlog, Claim, ClaimedNotification, CustomerId, Error, MailOrder, MailOutcome, Notification,
     NotificationFilter, NotificationId, NotificationKind, Order, OrderId, Recorded, Result,
@@ -85,7 +86,7 @@ fn truncate(error: &str) -> String {
     }
 }
 
-impl WriteTx<'_> {
+impl Tx<'_> {
     /// Queues the mail about `order`, now in its current status, in the
     /// transaction that changed it. `email` saves a lookup when the caller
     /// has the customer; `reason` is `Some("expired")` for an expiry.
@@ -137,11 +138,13 @@ impl WriteTx<'_> {
         }
         Ok(())
     }
+}
 
+impl NotificationWrites for Tx<'_> {
     /// Claims up to `claim.limit` due rows for `claim.owner` until
     /// `claim.lease_until`, counting an attempt on each and fixing its
     /// Message-ID. Oldest due first.
-    pub fn claim_notifications(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedNotification>> {
+    fn claim_notifications(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedNotification>> {
         self.atomic(|| {
             let shop = super::settings::get(self.conn, SHOP_ID_SETTING)?
                 .unwrap_or_else(|| "oms".to_string());
@@ -189,7 +192,7 @@ impl WriteTx<'_> {
 
     /// Records how attempts ended, each only if `owner` still holds the
     /// row's lease.
-    pub fn record_deliveries(
+    fn record_deliveries(
         &self,
         owner: &str,
         outcomes: &[(NotificationId, MailOutcome)],
@@ -258,7 +261,7 @@ impl WriteTx<'_> {
 
     /// Puts a dead row back in the queue with a fresh set of attempts.
     /// Any other status is a conflict.
-    pub fn retry_notification(&self, id: NotificationId) -> Result<Notification> {
+    fn retry_notification(&self, id: NotificationId) -> Result<Notification> {
         self.atomic(|| {
             let changed = self
                 .conn
@@ -280,14 +283,14 @@ impl WriteTx<'_> {
     }
 }
 
-impl Store {
+impl<S: Access + ?Sized> NotificationReads for S {
     /// One outbox row.
-    pub fn notification(&self, id: NotificationId) -> Result<Notification> {
-        find(&self.conn, id)?.ok_or_else(|| Error::not_found("notification", id))
+    fn notification(&self, id: NotificationId) -> Result<Notification> {
+        find(self.sql(), id)?.ok_or_else(|| Error::not_found("notification", id))
     }
 
     /// Outbox rows matching the filter, by id.
-    pub fn notifications(&self, filter: &NotificationFilter) -> Result<Vec<Notification>> {
+    fn notifications(&self, filter: &NotificationFilter) -> Result<Vec<Notification>> {
         let mut clauses: Vec<&str> = Vec::new();
         let mut values: Vec<Value> = Vec::new();
         if let Some(status) = filter.status {
@@ -313,7 +316,7 @@ impl Store {
                 .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
         ));
         Ok(self
-            .conn
+            .sql()
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM notifications WHERE {clause} ORDER BY id LIMIT ?"
             ))?
@@ -323,8 +326,8 @@ impl Store {
 
     /// Pending rows due at `now`, and when the next one falls due. Both
     /// read the partial index of pending rows only.
-    pub fn notification_backlog(&self, now: Timestamp) -> Result<Backlog> {
-        let snapshot = self.conn.unchecked_transaction()?;
+    fn notification_backlog(&self, now: Timestamp) -> Result<Backlog> {
+        let snapshot = self.sql().unchecked_transaction()?;
         let next_due: Option<i64> = snapshot
             .prepare_cached(
                 "SELECT min(next_attempt_at) FROM notifications WHERE status = 'pending'",
@@ -346,8 +349,8 @@ impl Store {
 
     /// What the mails about `orders` show, for the orders that still exist
     /// (a PENDING or CANCELLED order may have been removed since).
-    pub fn mail_orders(&self, orders: &[OrderId]) -> Result<Vec<MailOrder>> {
-        let snapshot = self.conn.unchecked_transaction()?;
+    fn mail_orders(&self, orders: &[OrderId]) -> Result<Vec<MailOrder>> {
+        let snapshot = self.sql().unchecked_transaction()?;
         let mut out = Vec::with_capacity(orders.len());
         for &id in orders {
             let Some(order) = super::orders::find_order(&snapshot, id)? else {
@@ -367,6 +370,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::Db;
+    use crate::prelude::*;
     use std::time::Duration;
 
     use super::*;
@@ -376,8 +381,8 @@ mod tests {
     };
 
     /// A shop with product A (10 units) and customer c@example.com.
-    fn shop() -> Store {
-        let mut store = Store::open_in_memory().unwrap();
+    fn shop() -> Db {
+        let store = Db::open_in_memory().unwrap();
         store
             .write(&Actor::cli(), |tx| {
                 tx.add_product(&NewProduct {
@@ -398,7 +403,7 @@ mod tests {
         store
     }
 
-    fn place(store: &mut Store, quantity: i64, paid: bool) -> Result<OrderId> {
+    fn place(store: &mut Db, quantity: i64, paid: bool) -> Result<OrderId> {
         let new = NewOrder {
             customer: CustomerRef::Email("c@example.com".into()),
             items: vec![ItemRequest {
@@ -414,16 +419,16 @@ mod tests {
             .id)
     }
 
-    fn set(store: &mut Store, id: OrderId, to: Status) -> Result<()> {
+    fn set(store: &mut Db, id: OrderId, to: Status) -> Result<()> {
         store.write(&Actor::cli(), |tx| tx.set_status(id, to, None))?;
         Ok(())
     }
 
-    fn rows(store: &Store) -> Vec<Notification> {
+    fn rows(store: &Db) -> Vec<Notification> {
         store.notifications(&NotificationFilter::default()).unwrap()
     }
 
-    fn kinds(store: &Store, order: OrderId) -> Vec<&'static str> {
+    fn kinds(store: &Db, order: OrderId) -> Vec<&'static str> {
         store
             .notifications(&NotificationFilter {
                 order: Some(order),
@@ -436,7 +441,7 @@ mod tests {
     }
 
     fn claim(
-        store: &mut Store,
+        store: &mut Db,
         owner: &str,
         limit: usize,
         lease: Duration,
@@ -453,11 +458,7 @@ mod tests {
             .unwrap()
     }
 
-    fn record(
-        store: &mut Store,
-        owner: &str,
-        outcomes: &[(NotificationId, MailOutcome)],
-    ) -> Recorded {
+    fn record(store: &mut Db, owner: &str, outcomes: &[(NotificationId, MailOutcome)]) -> Recorded {
         store
             .write(&Actor::system("mail"), |tx| {
                 tx.record_deliveries(owner, outcomes)
@@ -629,8 +630,7 @@ mod tests {
         let mut store = shop();
         place(&mut store, 1, false).unwrap();
         let id = claim(&mut store, "d", 1, LEASE)[0].id;
-        let retry =
-            |store: &mut Store, id| store.write(&Actor::cli(), |tx| tx.retry_notification(id));
+        let retry = |store: &mut Db, id| store.write(&Actor::cli(), |tx| tx.retry_notification(id));
         assert!(matches!(retry(&mut store, id), Err(Error::Conflict(_))));
         record(
             &mut store,

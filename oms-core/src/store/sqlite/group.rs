@@ -8,33 +8,19 @@
 
 use std::cell::Cell;
 
-use super::{Actor, Store, WriteTx, savepoint};
+use super::{Conn, Tx, savepoint};
+use crate::store::GroupJob;
 use crate::{Result, Timestamp};
 
-/// One write of a group. A job runs inside its own SAVEPOINT, which is
-/// what makes it atomic: when an operation of the job fails, the job must
-/// report failure (return false) rather than go on, since the operation may
-/// have written part of its work.
-pub trait GroupJob: Send {
-    /// Who makes the change.
-    fn actor(&self) -> &Actor;
-    /// Does the work inside the job's own SAVEPOINT. Returns false to roll
-    /// back this job's writes (keeping its outcome to report after commit).
-    fn run(&mut self, tx: &WriteTx<'_>) -> bool;
-}
-
-impl Store {
+impl Conn {
     /// Runs every job in one transaction and commits once. `Ok` means the
     /// jobs that returned true are durable; `Err` means nothing is.
-    pub fn write_group<'j>(
-        &mut self,
-        jobs: impl IntoIterator<Item = &'j mut (dyn GroupJob + 'j)>,
-    ) -> Result<()> {
+    pub(super) fn write_group(&mut self, jobs: &mut [&mut dyn GroupJob]) -> Result<()> {
         let tx = self.conn.transaction_with_behavior(super::WRITE_BEGIN)?;
         let now = Timestamp::now();
-        for job in jobs {
+        for job in jobs.iter_mut() {
             let actor = job.actor().clone();
-            let wtx = WriteTx {
+            let wtx = Tx {
                 conn: &tx,
                 actor: &actor,
                 now,

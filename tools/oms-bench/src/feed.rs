@@ -6,10 +6,10 @@
 //! such a wake counts as 0 ms.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use oms_core::Store;
+use oms_core::prelude::*;
+use oms_core::{Db, Location};
 use tokio::sync::{mpsc, watch};
 
 use crate::http::{self, Conn};
@@ -102,8 +102,8 @@ async fn commit(args: &FeedArgs, addr: SocketAddr, conn: &mut Conn, round: usize
     Ok(())
 }
 
-fn last_seq(db: &PathBuf) -> Result<i64> {
-    Ok(Store::open_read_only(db)?.last_seq()?.get())
+fn last_seq(db: &std::path::Path) -> Result<i64> {
+    Ok(Db::open(&Location::File(db.to_path_buf()))?.last_seq()?.get())
 }
 
 pub async fn run(args: &FeedArgs) -> Result<()> {

@@ -2,33 +2,15 @@
 //! the invariants the schema cannot express, and runs SQLite's own checks.
 //! Read-only; one statement per check.
 
-use serde::Serialize;
+use rusqlite::Connection;
 
-use super::Store;
 use crate::Result;
+use crate::store::DriftReport;
 
-/// What `verify` found. Empty `problems` means no drift.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DriftReport {
-    pub integrity: String,
-    pub products_checked: i64,
-    pub orders_checked: i64,
-    pub changes_checked: i64,
-    pub problems: Vec<String>,
-}
-
-impl DriftReport {
-    /// True when nothing drifted.
-    pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-impl Store {
-    /// Checks every invariant of DESIGN §4 against the data on disk.
-    pub fn verify(&self) -> Result<DriftReport> {
+/// Checks every invariant of DESIGN §4 against the data on disk.
+pub(super) fn verify(conn: &Connection) -> Result<DriftReport> {
+    {
         let mut report = DriftReport::default();
-        let conn = &self.conn;
 
         let mut stmt = conn.prepare("PRAGMA integrity_check")?;
         let lines: Vec<String> = stmt

@@ -14,35 +14,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::json;
 
 use super::inventory::Reason;
-use super::{Store, WriteTx, customers, like_pattern, products};
+use super::{Access, Tx, customers, like_pattern, products};
 use crate::status::{StockEffect, Transition};
+use crate::store::{EXPORT_BATCH, ExpireOutcome, MAX_LINES, OrderReads, OrderWrites, PlaceOutcome};
 use crate::{
     Currency, CustomerId, Error, ItemRequest, LineFailure, NewOrder, Order, OrderExportRow,
     OrderFilter, OrderId, OrderItem, Product, ProductId, ProductRef, Result, Sku, Status,
     Timestamp,
 };
-
-/// Most lines on one order.
-pub const MAX_LINES: usize = 500;
-
-/// The answer to a placement.
-#[derive(Debug, Clone)]
-pub struct PlaceOutcome {
-    pub order: Order,
-    /// True when the idempotency key had been used with the same contents:
-    /// this is the original order and nothing was written.
-    pub replayed: bool,
-    /// The order as it was placed, as JSON: the body of the first answer,
-    /// also on a replay (when `order` is how it is now). Serialised once,
-    /// for the change log and the answer.
-    pub placed_json: String,
-}
-
-/// What `expire_pending` cancelled.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ExpireOutcome {
-    pub cancelled: Vec<OrderId>,
-}
 
 const ORDER_COLUMNS: &str = "o.id, o.customer_id, o.status, o.total, o.currency, \
      o.payment_collected, o.tracking_code, o.idempotency_key, o.version, o.created_at, o.updated_at";
@@ -192,147 +171,6 @@ fn filter_clause(conn: &Connection, filter: &OrderFilter) -> Result<(String, Vec
     Ok((clause, values))
 }
 
-impl Store {
-    /// An order with its items.
-    pub fn order(&self, id: OrderId) -> Result<Order> {
-        get_order(&self.conn, id)
-    }
-
-    /// An order by its public tracking code.
-    pub fn order_by_tracking_code(&self, code: &str) -> Result<Order> {
-        let id: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT id FROM orders WHERE tracking_code = ?1")?
-            .query_row([code], |r| r.get(0))
-            .optional()?;
-        match id {
-            Some(id) => get_order(&self.conn, OrderId(id)),
-            None => Err(Error::not_found("tracking code", code)),
-        }
-    }
-
-    /// Orders matching the filter, ordered by id (the newest first when the
-    /// filter says so), with their items.
-    pub fn orders(&self, filter: &OrderFilter) -> Result<Vec<Order>> {
-        // One read transaction: the orders and their items are one snapshot.
-        let snapshot = self.conn.unchecked_transaction()?;
-        let (clause, mut values) = filter_clause(&snapshot, filter)?;
-        values.push(Value::Integer(
-            filter
-                .limit
-                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
-        ));
-        let direction = if filter.newest_first { "DESC" } else { "ASC" };
-        let mut orders: Vec<Order> = snapshot
-            .prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM orders o WHERE {clause} ORDER BY o.id {direction} LIMIT ?"
-            ))?
-            .query_map(params_from_iter(values), order_from_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        // Pages are small (the daemon caps them); `oms order list --limit 0`
-        // may list everything, so large lists load items in chunks.
-        for page in orders.chunks_mut(500) {
-            load_page_items(&snapshot, page)?;
-        }
-        Ok(orders)
-    }
-
-    /// Streams one row per order item for the CSV export, ordered by order id
-    /// and line, in bounded memory.
-    ///
-    /// The orders are read in batches of [`EXPORT_BATCH`], each batch in its
-    /// own short read (one statement, collected, then released) before its
-    /// rows are handed to `f`. A slow consumer (a client reading the HTTP
-    /// export slowly, a pipe into a slow program) therefore never holds a
-    /// read snapshot open: a held snapshot keeps SQLite from reusing the WAL,
-    /// which then grows with every commit. The export covers the orders that
-    /// exist when it starts (ids up to the largest one then), each as it is
-    /// when its batch is read.
-    pub fn for_each_export_row(
-        &self,
-        filter: &OrderFilter,
-        mut f: impl FnMut(OrderExportRow) -> Result<()>,
-    ) -> Result<()> {
-        let (clause, values) = filter_clause(&self.conn, filter)?;
-        let last_id: i64 = self
-            .conn
-            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM orders")?
-            .query_row([], |r| r.get(0))?;
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT o.id, COALESCE(o.idempotency_key, ''), o.created_at, o.status, o.customer_id,
-                    c.email, c.name, i.sku, i.name, i.quantity, i.unit_price, o.total, o.currency
-             FROM orders o
-             JOIN customers c ON c.id = o.customer_id
-             JOIN order_items i ON i.order_id = o.id
-             WHERE o.id IN (SELECT o.id FROM orders o
-                            WHERE {clause} AND o.id > ? AND o.id <= ?
-                            ORDER BY o.id LIMIT ?)
-             ORDER BY o.id, i.line"
-        ))?;
-        let mut remaining = filter.limit.unwrap_or(u64::MAX);
-        let mut after = 0_i64;
-        let mut currency = self.currency;
-        let mut batch: Vec<OrderExportRow> = Vec::new();
-        while remaining > 0 {
-            let take = remaining.min(EXPORT_BATCH);
-            let mut params = values.clone();
-            params.push(Value::Integer(after));
-            params.push(Value::Integer(last_id));
-            params.push(Value::Integer(i64::try_from(take).unwrap_or(i64::MAX)));
-            {
-                let mut rows = stmt.query(params_from_iter(params))?;
-                while let Some(r) = rows.next()? {
-                    let code: String = r.get(12)?;
-                    if code != currency.code() {
-                        currency = Currency::parse(&code)?;
-                    }
-                    let quantity: i64 = r.get(9)?;
-                    let unit_price: i64 = r.get(10)?;
-                    batch.push(OrderExportRow {
-                        order_id: OrderId(r.get(0)?),
-                        order_ref: r.get(1)?,
-                        created_at: Timestamp::from_millis(r.get(2)?),
-                        status: parse_status(&r.get::<_, String>(3)?)?,
-                        customer_id: CustomerId(r.get(4)?),
-                        customer_email: r.get(5)?,
-                        customer_name: r.get(6)?,
-                        sku: r.get(7)?,
-                        product_name: r.get(8)?,
-                        quantity,
-                        unit_price: currency.from_minor(unit_price),
-                        line_total: currency.from_minor(unit_price.saturating_mul(quantity)),
-                        order_total: currency.from_minor(r.get(11)?),
-                        currency,
-                    });
-                }
-                // `rows` ends here: the statement is reset and the read
-                // snapshot released before the consumer sees the batch.
-            }
-            let Some(last) = batch.last().map(|r| r.order_id.get()) else {
-                break;
-            };
-            let mut orders = 0_u64;
-            let mut previous = None;
-            for row in batch.drain(..) {
-                if previous != Some(row.order_id) {
-                    orders += 1;
-                    previous = Some(row.order_id);
-                }
-                f(row)?;
-            }
-            remaining = remaining.saturating_sub(orders);
-            if orders < take {
-                break;
-            }
-            after = last;
-        }
-        Ok(())
-    }
-}
-
-/// Orders per read of the export: about 0.2 MB of rows for 2-line orders.
-pub const EXPORT_BATCH: u64 = 1000;
-
 /// A requested line resolved to a product, quantities of repeated products
 /// summed (so two lines of one SKU are checked against their sum).
 struct Line {
@@ -340,12 +178,7 @@ struct Line {
     quantity: i64,
 }
 
-impl WriteTx<'_> {
-    /// An order as this transaction sees it.
-    pub fn order(&self, id: OrderId) -> Result<Order> {
-        get_order(self.conn, id)
-    }
-
+impl Tx<'_> {
     /// Resolves and merges requested lines. Unknown products become
     /// failures; the caller decides what else fails.
     fn resolve_lines(&self, items: &[ItemRequest]) -> Result<(Vec<Line>, Vec<LineFailure>)> {
@@ -385,24 +218,6 @@ impl WriteTx<'_> {
             }
         }
         Ok((lines, failures))
-    }
-
-    /// Places an order: reserves every line or nothing. With an idempotency
-    /// key already used by this actor, returns the original order when the
-    /// contents match and refuses otherwise.
-    pub fn place_order(&self, new: &NewOrder) -> Result<PlaceOutcome> {
-        let initial = if new.paid {
-            Status::Paid
-        } else {
-            Status::Pending
-        };
-        self.place_as(new, initial)
-    }
-
-    /// Places an order that ends in `status` (CSV import of history): a
-    /// CANCELLED one reserves nothing, a FULFILLED one is shipped at once.
-    pub fn place_order_with_status(&self, new: &NewOrder, status: Status) -> Result<PlaceOutcome> {
-        self.place_as(new, status)
     }
 
     fn place_as(&self, new: &NewOrder, status: Status) -> Result<PlaceOutcome> {
@@ -617,82 +432,6 @@ impl WriteTx<'_> {
         })
     }
 
-    /// Replaces the items of a PENDING order, reserving or releasing only
-    /// the difference. Prices of products already on the order are kept.
-    pub fn edit_order(
-        &self,
-        id: OrderId,
-        items: &[ItemRequest],
-        expected_version: Option<i64>,
-    ) -> Result<Order> {
-        self.atomic(|| {
-            let before = get_order(self.conn, id)?;
-            check_version(&before, expected_version)?;
-            if before.status != Status::Pending {
-                return Err(Error::Conflict(format!(
-                    "order {id} is {}; only PENDING orders can be edited",
-                    before.status
-                )));
-            }
-            let (lines, mut failures) = self.resolve_lines(items)?;
-            let old: HashMap<ProductId, i64> =
-                before.items.iter().map(|i| (i.product_id, i.quantity)).collect();
-            let kept_prices: HashMap<ProductId, i64> =
-                before.items.iter().map(|i| (i.product_id, i.unit_price.minor())).collect();
-            for line in &lines {
-                let delta = line.quantity - old.get(&line.product.id).copied().unwrap_or(0);
-                if delta > 0 {
-                    if !self.try_reserve(line.product.id, delta, id, Reason::Edit)? {
-                        failures.push(self.stock_failure(&line.product, delta)?);
-                    }
-                } else if delta < 0 {
-                    self.release(line.product.id, -delta, id, Reason::Edit)?;
-                }
-            }
-            for item in &before.items {
-                if !lines.iter().any(|l| l.product.id == item.product_id) {
-                    self.release(item.product_id, item.quantity, id, Reason::Edit)?;
-                }
-            }
-            if !failures.is_empty() {
-                return Err(Error::InsufficientStock { lines: failures });
-            }
-            let mut total = self.currency.from_minor(0);
-            for line in &lines {
-                let price = kept_prices.get(&line.product.id).copied().unwrap_or(line.product.price.minor());
-                total = self
-                    .currency
-                    .from_minor(price)
-                    .checked_mul(line.quantity)
-                    .and_then(|t| total.checked_add(t))
-                    .ok_or_else(|| Error::invalid("order total is too large"))?;
-            }
-            self.conn
-                .prepare_cached("DELETE FROM order_items WHERE order_id = ?1")?
-                .execute([id.get()])?;
-            self.insert_items(id, &lines, &kept_prices)?;
-            self.conn
-                .prepare_cached(
-                    "UPDATE orders SET total = ?2, version = version + 1, updated_at = ?3 WHERE id = ?1",
-                )?
-                .execute(params![id.get(), total.minor(), self.now.millis()])?;
-            let order = get_order(self.conn, id)?;
-            self.log_change("order.updated", "order", id.get(), Some(order.customer_id), &order)?;
-            Ok(order)
-        })
-    }
-
-    /// Moves an order to `to` following the status machine, applying its
-    /// stock effect. Moving to the current status is a no-op success.
-    pub fn set_status(
-        &self,
-        id: OrderId,
-        to: Status,
-        expected_version: Option<i64>,
-    ) -> Result<Order> {
-        self.transition(id, to, expected_version, None)
-    }
-
     fn transition(
         &self,
         id: OrderId,
@@ -753,68 +492,6 @@ impl WriteTx<'_> {
             )?;
             self.enqueue_notification(&order, None, reason)?;
             Ok(order)
-        })
-    }
-
-    /// Deletes a PENDING (its stock is released) or CANCELLED order. Paid
-    /// and fulfilled orders are records of money and are kept.
-    pub fn remove_order(&self, id: OrderId) -> Result<Order> {
-        self.atomic(|| {
-            let order = get_order(self.conn, id)?;
-            if super::payments::count_for_order(self.conn, id)? > 0 {
-                return Err(Error::Conflict(format!(
-                    "order {id} has payments (see `oms payment list --order {id}`) and is kept as a record of money; it cannot be removed"
-                )));
-            }
-            match order.status {
-                Status::Pending => {
-                    for item in &order.items {
-                        self.release(item.product_id, item.quantity, id, Reason::Release)?;
-                    }
-                }
-                Status::Cancelled => {}
-                Status::Paid => {
-                    return Err(Error::Conflict(format!(
-                        "order {id} is PAID and cannot be removed; cancel it first with `oms order cancel {id}`"
-                    )));
-                }
-                Status::Fulfilled => {
-                    return Err(Error::Conflict(format!(
-                        "order {id} is FULFILLED and is kept as a record; it cannot be removed"
-                    )));
-                }
-            }
-            self.conn
-                .prepare_cached("DELETE FROM orders WHERE id = ?1")?
-                .execute([id.get()])?;
-            self.log_change(
-                "order.deleted",
-                "order",
-                id.get(),
-                Some(order.customer_id),
-                &json!({"status": order.status, "customer_id": order.customer_id}),
-            )?;
-            Ok(order)
-        })
-    }
-
-    /// Cancels every PENDING order created before `cutoff`, releasing its
-    /// stock.
-    pub fn expire_pending(&self, cutoff: Timestamp) -> Result<ExpireOutcome> {
-        self.atomic(|| {
-            let ids: Vec<i64> = self
-                .conn
-                .prepare_cached(
-                    "SELECT id FROM orders WHERE status = 'PENDING' AND created_at < ?1 ORDER BY id",
-                )?
-                .query_map([cutoff.millis()], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut out = ExpireOutcome::default();
-            for id in ids {
-                self.transition(OrderId(id), Status::Cancelled, None, Some("expired"))?;
-                out.cancelled.push(OrderId(id));
-            }
-            Ok(out)
         })
     }
 }
@@ -881,17 +558,309 @@ fn fingerprint(
     format!("c{customer}{paid}:{}", parts.join(","))
 }
 
+impl<S: Access + ?Sized> OrderReads for S {
+    /// An order with its items.
+    fn order(&self, id: OrderId) -> Result<Order> {
+        get_order(self.sql(), id)
+    }
+
+    /// An order by its public tracking code.
+    fn order_by_tracking_code(&self, code: &str) -> Result<Order> {
+        let id: Option<i64> = self
+            .sql()
+            .prepare_cached("SELECT id FROM orders WHERE tracking_code = ?1")?
+            .query_row([code], |r| r.get(0))
+            .optional()?;
+        match id {
+            Some(id) => get_order(self.sql(), OrderId(id)),
+            None => Err(Error::not_found("tracking code", code)),
+        }
+    }
+
+    /// Orders matching the filter, ordered by id (the newest first when the
+    /// filter says so), with their items.
+    fn orders(&self, filter: &OrderFilter) -> Result<Vec<Order>> {
+        // One read transaction: the orders and their items are one snapshot.
+        let snapshot = self.sql().unchecked_transaction()?;
+        let (clause, mut values) = filter_clause(&snapshot, filter)?;
+        values.push(Value::Integer(
+            filter
+                .limit
+                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+        ));
+        let direction = if filter.newest_first { "DESC" } else { "ASC" };
+        let mut orders: Vec<Order> = snapshot
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders o WHERE {clause} ORDER BY o.id {direction} LIMIT ?"
+            ))?
+            .query_map(params_from_iter(values), order_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        // Pages are small (the daemon caps them); `oms order list --limit 0`
+        // may list everything, so large lists load items in chunks.
+        for page in orders.chunks_mut(500) {
+            load_page_items(&snapshot, page)?;
+        }
+        Ok(orders)
+    }
+
+    /// Streams one row per order item for the CSV export, ordered by order id
+    /// and line, in bounded memory.
+    ///
+    /// The orders are read in batches of [`EXPORT_BATCH`], each batch in its
+    /// own short read (one statement, collected, then released) before its
+    /// rows are handed to `f`. A slow consumer (a client reading the HTTP
+    /// export slowly, a pipe into a slow program) therefore never holds a
+    /// read snapshot open: a held snapshot keeps SQLite from reusing the WAL,
+    /// which then grows with every commit. The export covers the orders that
+    /// exist when it starts (ids up to the largest one then), each as it is
+    /// when its batch is read.
+    fn for_each_export_row(
+        &self,
+        filter: &OrderFilter,
+        f: &mut dyn FnMut(OrderExportRow) -> Result<()>,
+    ) -> Result<()> {
+        let (clause, values) = filter_clause(self.sql(), filter)?;
+        let last_id: i64 = self
+            .sql()
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM orders")?
+            .query_row([], |r| r.get(0))?;
+        let mut stmt = self.sql().prepare(&format!(
+            "SELECT o.id, COALESCE(o.idempotency_key, ''), o.created_at, o.status, o.customer_id,
+                    c.email, c.name, i.sku, i.name, i.quantity, i.unit_price, o.total, o.currency
+             FROM orders o
+             JOIN customers c ON c.id = o.customer_id
+             JOIN order_items i ON i.order_id = o.id
+             WHERE o.id IN (SELECT o.id FROM orders o
+                            WHERE {clause} AND o.id > ? AND o.id <= ?
+                            ORDER BY o.id LIMIT ?)
+             ORDER BY o.id, i.line"
+        ))?;
+        let mut remaining = filter.limit.unwrap_or(u64::MAX);
+        let mut after = 0_i64;
+        let mut currency = self.stored_currency();
+        let mut batch: Vec<OrderExportRow> = Vec::new();
+        while remaining > 0 {
+            let take = remaining.min(EXPORT_BATCH);
+            let mut params = values.clone();
+            params.push(Value::Integer(after));
+            params.push(Value::Integer(last_id));
+            params.push(Value::Integer(i64::try_from(take).unwrap_or(i64::MAX)));
+            {
+                let mut rows = stmt.query(params_from_iter(params))?;
+                while let Some(r) = rows.next()? {
+                    let code: String = r.get(12)?;
+                    if code != currency.code() {
+                        currency = Currency::parse(&code)?;
+                    }
+                    let quantity: i64 = r.get(9)?;
+                    let unit_price: i64 = r.get(10)?;
+                    batch.push(OrderExportRow {
+                        order_id: OrderId(r.get(0)?),
+                        order_ref: r.get(1)?,
+                        created_at: Timestamp::from_millis(r.get(2)?),
+                        status: parse_status(&r.get::<_, String>(3)?)?,
+                        customer_id: CustomerId(r.get(4)?),
+                        customer_email: r.get(5)?,
+                        customer_name: r.get(6)?,
+                        sku: r.get(7)?,
+                        product_name: r.get(8)?,
+                        quantity,
+                        unit_price: currency.from_minor(unit_price),
+                        line_total: currency.from_minor(unit_price.saturating_mul(quantity)),
+                        order_total: currency.from_minor(r.get(11)?),
+                        currency,
+                    });
+                }
+                // `rows` ends here: the statement is reset and the read
+                // snapshot released before the consumer sees the batch.
+            }
+            let Some(last) = batch.last().map(|r| r.order_id.get()) else {
+                break;
+            };
+            let mut orders = 0_u64;
+            let mut previous = None;
+            for row in batch.drain(..) {
+                if previous != Some(row.order_id) {
+                    orders += 1;
+                    previous = Some(row.order_id);
+                }
+                f(row)?;
+            }
+            remaining = remaining.saturating_sub(orders);
+            if orders < take {
+                break;
+            }
+            after = last;
+        }
+        Ok(())
+    }
+}
+
+impl OrderWrites for Tx<'_> {
+    /// Places an order: reserves every line or nothing. With an idempotency
+    /// key already used by this actor, returns the original order when the
+    /// contents match and refuses otherwise.
+    fn place_order(&self, new: &NewOrder) -> Result<PlaceOutcome> {
+        let initial = if new.paid {
+            Status::Paid
+        } else {
+            Status::Pending
+        };
+        self.place_as(new, initial)
+    }
+
+    /// Places an order that ends in `status` (CSV import of history): a
+    /// CANCELLED one reserves nothing, a FULFILLED one is shipped at once.
+    fn place_order_with_status(&self, new: &NewOrder, status: Status) -> Result<PlaceOutcome> {
+        self.place_as(new, status)
+    }
+
+    /// Replaces the items of a PENDING order, reserving or releasing only
+    /// the difference. Prices of products already on the order are kept.
+    fn edit_order(
+        &self,
+        id: OrderId,
+        items: &[ItemRequest],
+        expected_version: Option<i64>,
+    ) -> Result<Order> {
+        self.atomic(|| {
+            let before = get_order(self.conn, id)?;
+            check_version(&before, expected_version)?;
+            if before.status != Status::Pending {
+                return Err(Error::Conflict(format!(
+                    "order {id} is {}; only PENDING orders can be edited",
+                    before.status
+                )));
+            }
+            let (lines, mut failures) = self.resolve_lines(items)?;
+            let old: HashMap<ProductId, i64> =
+                before.items.iter().map(|i| (i.product_id, i.quantity)).collect();
+            let kept_prices: HashMap<ProductId, i64> =
+                before.items.iter().map(|i| (i.product_id, i.unit_price.minor())).collect();
+            for line in &lines {
+                let delta = line.quantity - old.get(&line.product.id).copied().unwrap_or(0);
+                if delta > 0 {
+                    if !self.try_reserve(line.product.id, delta, id, Reason::Edit)? {
+                        failures.push(self.stock_failure(&line.product, delta)?);
+                    }
+                } else if delta < 0 {
+                    self.release(line.product.id, -delta, id, Reason::Edit)?;
+                }
+            }
+            for item in &before.items {
+                if !lines.iter().any(|l| l.product.id == item.product_id) {
+                    self.release(item.product_id, item.quantity, id, Reason::Edit)?;
+                }
+            }
+            if !failures.is_empty() {
+                return Err(Error::InsufficientStock { lines: failures });
+            }
+            let mut total = self.currency.from_minor(0);
+            for line in &lines {
+                let price = kept_prices.get(&line.product.id).copied().unwrap_or(line.product.price.minor());
+                total = self
+                    .currency
+                    .from_minor(price)
+                    .checked_mul(line.quantity)
+                    .and_then(|t| total.checked_add(t))
+                    .ok_or_else(|| Error::invalid("order total is too large"))?;
+            }
+            self.conn
+                .prepare_cached("DELETE FROM order_items WHERE order_id = ?1")?
+                .execute([id.get()])?;
+            self.insert_items(id, &lines, &kept_prices)?;
+            self.conn
+                .prepare_cached(
+                    "UPDATE orders SET total = ?2, version = version + 1, updated_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id.get(), total.minor(), self.now.millis()])?;
+            let order = get_order(self.conn, id)?;
+            self.log_change("order.updated", "order", id.get(), Some(order.customer_id), &order)?;
+            Ok(order)
+        })
+    }
+
+    /// Moves an order to `to` following the status machine, applying its
+    /// stock effect. Moving to the current status is a no-op success.
+    fn set_status(&self, id: OrderId, to: Status, expected_version: Option<i64>) -> Result<Order> {
+        self.transition(id, to, expected_version, None)
+    }
+
+    /// Deletes a PENDING (its stock is released) or CANCELLED order. Paid
+    /// and fulfilled orders are records of money and are kept.
+    fn remove_order(&self, id: OrderId) -> Result<Order> {
+        self.atomic(|| {
+            let order = get_order(self.conn, id)?;
+            if super::payments::count_for_order(self.conn, id)? > 0 {
+                return Err(Error::Conflict(format!(
+                    "order {id} has payments (see `oms payment list --order {id}`) and is kept as a record of money; it cannot be removed"
+                )));
+            }
+            match order.status {
+                Status::Pending => {
+                    for item in &order.items {
+                        self.release(item.product_id, item.quantity, id, Reason::Release)?;
+                    }
+                }
+                Status::Cancelled => {}
+                Status::Paid => {
+                    return Err(Error::Conflict(format!(
+                        "order {id} is PAID and cannot be removed; cancel it first with `oms order cancel {id}`"
+                    )));
+                }
+                Status::Fulfilled => {
+                    return Err(Error::Conflict(format!(
+                        "order {id} is FULFILLED and is kept as a record; it cannot be removed"
+                    )));
+                }
+            }
+            self.conn
+                .prepare_cached("DELETE FROM orders WHERE id = ?1")?
+                .execute([id.get()])?;
+            self.log_change(
+                "order.deleted",
+                "order",
+                id.get(),
+                Some(order.customer_id),
+                &json!({"status": order.status, "customer_id": order.customer_id}),
+            )?;
+            Ok(order)
+        })
+    }
+
+    /// Cancels every PENDING order created before `cutoff`, releasing its
+    /// stock.
+    fn expire_pending(&self, cutoff: Timestamp) -> Result<ExpireOutcome> {
+        self.atomic(|| {
+            let ids: Vec<i64> = self
+                .conn
+                .prepare_cached(
+                    "SELECT id FROM orders WHERE status = 'PENDING' AND created_at < ?1 ORDER BY id",
+                )?
+                .query_map([cutoff.millis()], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = ExpireOutcome::default();
+            for id in ids {
+                self.transition(OrderId(id), Status::Cancelled, None, Some("expired"))?;
+                out.cancelled.push(OrderId(id));
+            }
+            Ok(out)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::prelude::*;
     use crate::{
-        Actor, CustomerRef, Error, ItemRequest, NewCustomer, NewOrder, NewProduct, ProductRef,
-        Quantity, Sku, Store,
+        Actor, CustomerRef, Db, Error, ItemRequest, NewCustomer, NewOrder, NewProduct, ProductRef,
+        Quantity, Sku,
     };
 
     /// A shop with products A (1.25, 10 units) and B (3.00, 1 unit) and one
     /// customer, c@example.com.
-    fn shop() -> Store {
-        let mut store = Store::open_in_memory().unwrap();
+    fn shop() -> Db {
+        let store = Db::open_in_memory().unwrap();
         store
             .write(&Actor::cli(), |tx| {
                 for (sku, price, stock) in [("A", "1.25", 10), ("B", "3.00", 1)] {
@@ -933,7 +902,7 @@ mod tests {
     /// reading it back gives.
     #[test]
     fn placed_order_equals_the_stored_one() {
-        let mut store = shop();
+        let store = shop();
         let new = order(&[("A", 2), ("B", 1), ("A", 1)], true);
         let placed = store
             .write(&Actor::cli(), |tx| tx.place_order(&new))
@@ -950,7 +919,7 @@ mod tests {
     /// a caller that ignores the error must not get that committed.
     #[test]
     fn an_ignored_failure_commits_nothing() {
-        let mut store = shop();
+        let store = shop();
         let before = store.last_seq().unwrap();
         let result = store.write(&Actor::cli(), |tx| {
             // A reserves, B fails: the placement fails after writing.
@@ -972,23 +941,36 @@ mod tests {
 
     /// Reading orders one after another reuses the compiled items query;
     /// SQLite used to re-compile it for every new order id (see
-    /// `Store::setup`, query planner stability).
+    /// `Conn::setup`, query planner stability).
     #[test]
     fn reading_orders_does_not_recompile_the_items_query() {
-        let mut store = shop();
+        use crate::store::WriteConnection;
+        use crate::store::sqlite::{Access, Conn};
+        let mut conn = Conn::open_in_memory().unwrap();
         let mut ids = Vec::new();
-        for n in 1..=3 {
-            let placed = store
-                .write(&Actor::cli(), |tx| {
-                    tx.place_order(&order(&[("A", n)], false))
-                })
-                .unwrap();
-            ids.push(placed.order.id);
+        conn.transaction(&Actor::cli(), true, &mut |tx| {
+            tx.add_product(&NewProduct {
+                sku: Sku::parse("A")?,
+                name: "Product A".into(),
+                price: tx.currency().parse_amount("1.25")?,
+                stock_on_hand: 10,
+                active: true,
+            })?;
+            tx.add_customer(&NewCustomer {
+                name: "C".into(),
+                email: "c@example.com".into(),
+                phone: None,
+            })?;
+            for n in 1..=3 {
+                ids.push(tx.place_order(&order(&[("A", n)], false))?.order.id);
+            }
+            Ok(())
+        })
+        .unwrap();
+        for id in &ids {
+            assert_eq!(conn.order(*id).unwrap().id, *id);
         }
-        for id in ids {
-            assert_eq!(store.order(id).unwrap().id, id);
-        }
-        let stmt = store.conn.prepare_cached(super::ITEMS_OF_ORDER).unwrap();
+        let stmt = conn.sql().prepare_cached(super::ITEMS_OF_ORDER).unwrap();
         assert!(stmt.get_status(rusqlite::StatementStatus::Run) >= 3);
         assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }

@@ -5,7 +5,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
 use super::inventory::Reason;
-use super::{Store, WriteTx, like_pattern};
+use super::{Access, Tx, like_pattern};
+use crate::store::{ProductQuery, ProductReads, ProductWrites, Upserted};
 use crate::{
     Currency, Error, MAX_STOCK, NewProduct, Product, ProductId, ProductPatch, ProductRef, Restock,
     Result, Sku, Timestamp,
@@ -69,71 +70,7 @@ pub(crate) fn get(conn: &Connection, product: &ProductRef, currency: Currency) -
     find(conn, product, currency)?.ok_or_else(|| Error::not_found("product", product))
 }
 
-/// What to list.
-#[derive(Debug, Clone, Default)]
-pub struct ProductQuery {
-    /// Case-insensitive substring of the name or SKU.
-    pub search: Option<String>,
-    pub limit: Option<u64>,
-    /// Cursor: only products with a larger id.
-    pub after: Option<ProductId>,
-}
-
-impl Store {
-    /// A product by SKU or id.
-    pub fn product(&self, product: &ProductRef) -> Result<Product> {
-        get(&self.conn, product, self.currency)
-    }
-
-    /// Products ordered by id.
-    pub fn products(&self, query: &ProductQuery) -> Result<Vec<Product>> {
-        let mut out = Vec::new();
-        self.for_each_product(query, |p| {
-            out.push(p);
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    /// Streams products ordered by id (constant memory).
-    pub fn for_each_product(
-        &self,
-        query: &ProductQuery,
-        mut f: impl FnMut(Product) -> Result<()>,
-    ) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM products
-             WHERE id > ?1 AND (?2 IS NULL OR oms_fold(name) LIKE ?2 ESCAPE '\\'
-                                   OR oms_fold(sku) LIKE ?2 ESCAPE '\\')
-             ORDER BY id LIMIT ?3"
-        ))?;
-        let pattern = query.search.as_deref().map(like_pattern);
-        let limit = query
-            .limit
-            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let after = query.after.map_or(0, ProductId::get);
-        let mut rows = stmt.query(params![after, pattern, limit])?;
-        while let Some(row) = rows.next()? {
-            f(from_row(row, self.currency)?)?;
-        }
-        Ok(())
-    }
-}
-
-/// What an upsert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upserted {
-    Created,
-    Updated,
-    Unchanged,
-}
-
-impl WriteTx<'_> {
-    /// A product by SKU or id, as this transaction sees it.
-    pub fn product(&self, product: &ProductRef) -> Result<Product> {
-        get(self.conn, product, self.currency)
-    }
-
+impl Tx<'_> {
     fn product_by_id(&self, id: ProductId) -> Result<Product> {
         get(self.conn, &ProductRef::Id(id), self.currency)
     }
@@ -150,14 +87,6 @@ impl WriteTx<'_> {
             }),
             _ => Ok(()),
         }
-    }
-
-    /// Adds a product; its initial stock is a `create` ledger row.
-    pub fn add_product(&self, new: &NewProduct) -> Result<Product> {
-        self.atomic(|| {
-            self.ensure_sku_free(&new.sku, None)?;
-            self.insert_product(new)
-        })
     }
 
     /// Inserts a product whose SKU is known to be free.
@@ -195,48 +124,6 @@ impl WriteTx<'_> {
         };
         self.log_change("product.created", "product", id.get(), None, &product)?;
         Ok(product)
-    }
-
-    /// Changes name, SKU, price or active flag.
-    pub fn update_product(&self, product: &ProductRef, patch: &ProductPatch) -> Result<Product> {
-        self.atomic(|| {
-            let before = self.product(product)?;
-            if let Some(sku) = &patch.sku {
-                self.ensure_sku_free(sku, Some(before.id))?;
-            }
-            self.conn
-                .prepare_cached(
-                    "UPDATE products SET sku = COALESCE(?2, sku), name = COALESCE(?3, name),
-                         price = COALESCE(?4, price), active = COALESCE(?5, active), updated_at = ?6
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    before.id.get(),
-                    patch.sku.as_ref().map(Sku::as_str),
-                    patch.name,
-                    patch.price.map(|p| p.minor()),
-                    patch.active,
-                    self.now.millis()
-                ])?;
-            let after = self.product_by_id(before.id)?;
-            self.log_change("product.updated", "product", after.id.get(), None, &after)?;
-            Ok(after)
-        })
-    }
-
-    /// Adjusts stock on hand. Refused if it would fall below what open
-    /// orders have reserved.
-    pub fn restock(&self, product: &ProductRef, how: Restock) -> Result<Product> {
-        self.atomic(|| {
-            let before = self.product(product)?;
-            let target = match how {
-                Restock::Add(n) => before.stock_on_hand.checked_add(n),
-                Restock::Set(n) => Some(n),
-            }
-            .ok_or_else(|| Error::invalid("stock adjustment is too large"))?;
-            self.set_on_hand(&before, target, Reason::Restock)?;
-            self.product_by_id(before.id)
-        })
     }
 
     fn set_on_hand(&self, before: &Product, target: i64, reason: Reason) -> Result<()> {
@@ -282,10 +169,120 @@ impl WriteTx<'_> {
         )?;
         Ok(())
     }
+}
+
+fn check_stock(n: i64) -> Result<()> {
+    if (0..=MAX_STOCK).contains(&n) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid stock {n}: must be between 0 and {MAX_STOCK}"
+        )))
+    }
+}
+
+fn reason_name(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Import => "import",
+        _ => "restock",
+    }
+}
+
+impl<S: Access + ?Sized> ProductReads for S {
+    /// A product by SKU or id.
+    fn product(&self, product: &ProductRef) -> Result<Product> {
+        get(self.sql(), product, self.stored_currency())
+    }
+
+    /// Products ordered by id.
+    fn products(&self, query: &ProductQuery) -> Result<Vec<Product>> {
+        let mut out = Vec::new();
+        self.for_each_product(query, &mut |p| {
+            out.push(p);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams products ordered by id (constant memory).
+    fn for_each_product(
+        &self,
+        query: &ProductQuery,
+        f: &mut dyn FnMut(Product) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.sql().prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM products
+             WHERE id > ?1 AND (?2 IS NULL OR oms_fold(name) LIKE ?2 ESCAPE '\\'
+                                   OR oms_fold(sku) LIKE ?2 ESCAPE '\\')
+             ORDER BY id LIMIT ?3"
+        ))?;
+        let pattern = query.search.as_deref().map(like_pattern);
+        let limit = query
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let after = query.after.map_or(0, ProductId::get);
+        let mut rows = stmt.query(params![after, pattern, limit])?;
+        while let Some(row) = rows.next()? {
+            f(from_row(row, self.stored_currency())?)?;
+        }
+        Ok(())
+    }
+}
+
+impl ProductWrites for Tx<'_> {
+    /// Adds a product; its initial stock is a `create` ledger row.
+    fn add_product(&self, new: &NewProduct) -> Result<Product> {
+        self.atomic(|| {
+            self.ensure_sku_free(&new.sku, None)?;
+            self.insert_product(new)
+        })
+    }
+
+    /// Changes name, SKU, price or active flag.
+    fn update_product(&self, product: &ProductRef, patch: &ProductPatch) -> Result<Product> {
+        self.atomic(|| {
+            let before = self.product(product)?;
+            if let Some(sku) = &patch.sku {
+                self.ensure_sku_free(sku, Some(before.id))?;
+            }
+            self.conn
+                .prepare_cached(
+                    "UPDATE products SET sku = COALESCE(?2, sku), name = COALESCE(?3, name),
+                         price = COALESCE(?4, price), active = COALESCE(?5, active), updated_at = ?6
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    before.id.get(),
+                    patch.sku.as_ref().map(Sku::as_str),
+                    patch.name,
+                    patch.price.map(|p| p.minor()),
+                    patch.active,
+                    self.now.millis()
+                ])?;
+            let after = self.product_by_id(before.id)?;
+            self.log_change("product.updated", "product", after.id.get(), None, &after)?;
+            Ok(after)
+        })
+    }
+
+    /// Adjusts stock on hand. Refused if it would fall below what open
+    /// orders have reserved.
+    fn restock(&self, product: &ProductRef, how: Restock) -> Result<Product> {
+        self.atomic(|| {
+            let before = self.product(product)?;
+            let target = match how {
+                Restock::Add(n) => before.stock_on_hand.checked_add(n),
+                Restock::Set(n) => Some(n),
+            }
+            .ok_or_else(|| Error::invalid("stock adjustment is too large"))?;
+            self.set_on_hand(&before, target, Reason::Restock)?;
+            self.product_by_id(before.id)
+        })
+    }
 
     /// Removes a product that no order mentions; otherwise suggests
     /// deactivating it.
-    pub fn remove_product(&self, product: &ProductRef) -> Result<Product> {
+    fn remove_product(&self, product: &ProductRef) -> Result<Product> {
         self.atomic(|| {
             let p = self.product(product)?;
             let orders: i64 = self
@@ -309,7 +306,7 @@ impl WriteTx<'_> {
     /// Creates or updates the product with this SKU (CSV import). Stock on
     /// hand is set only when given; `active` defaults to true for new
     /// products and is left alone otherwise.
-    pub fn upsert_product(
+    fn upsert_product(
         &self,
         sku: &Sku,
         name: &str,
@@ -360,32 +357,16 @@ impl WriteTx<'_> {
     }
 }
 
-fn check_stock(n: i64) -> Result<()> {
-    if (0..=MAX_STOCK).contains(&n) {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "invalid stock {n}: must be between 0 and {MAX_STOCK}"
-        )))
-    }
-}
-
-fn reason_name(reason: Reason) -> &'static str {
-    match reason {
-        Reason::Import => "import",
-        _ => "restock",
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use crate::{Actor, NewProduct, ProductRef, Sku, Store};
+    use crate::prelude::*;
+    use crate::{Actor, Db, NewProduct, ProductRef, Sku};
 
     /// The product returned by add is built in memory; it must be what
     /// reading it back gives.
     #[test]
     fn added_product_equals_the_stored_one() {
-        let mut store = Store::open_in_memory().unwrap();
+        let store = Db::open_in_memory().unwrap();
         let added = store
             .write(&Actor::cli(), |tx| {
                 tx.add_product(&NewProduct {

@@ -1,5 +1,5 @@
 //! Audits of a database file: the stock invariants recomputed from the
-//! orders, `Store::verify` (integrity check, ledger, change log), orders
+//! orders, `Db::verify` (integrity check, ledger, change log), orders
 //! without items, and every order by its idempotency key.
 //!
 //! An audit reads products and orders in separate statements, so it runs
@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use oms_core::{OrderFilter, ProductQuery, Status, Store};
+use oms_core::prelude::*;
+use oms_core::{Db, Location, OrderFilter, ProductQuery, Status};
 
 use crate::Result;
 
@@ -30,7 +31,7 @@ pub struct Audit {
 /// restocked), also checks `on_hand + shipped = initial` and counts
 /// oversold units.
 pub fn audit(db: &Path, initial: Option<&BTreeMap<String, i64>>) -> Result<Audit> {
-    let store = Store::open_read_only(db)?;
+    let store = Db::open(&Location::File(db.to_path_buf()))?;
     let mut audit = Audit::default();
     let report = store.verify()?;
     if report.integrity != "ok" {

@@ -1,5 +1,5 @@
 //! What each fuzz target does with one input, in one place: the libFuzzer
-//! binaries in `fuzz/fuzz_targets/` call these functions, and
+//! binaries in `tools/fuzz/fuzz_targets/` call these functions, and
 //! `tests/replay.rs` feeds every committed corpus file through the same
 //! functions on stable Rust, so a crash found once stays fixed.
 //!
@@ -8,14 +8,15 @@
 //! prints back to itself) it panics when the property fails, so the fuzzer
 //! reports it as a crash.
 
+use oms_core::prelude::*;
 use oms_core::{
-    Actor, Currency, ErrorKind, ItemRequest, NewCustomer, NewProduct, Quantity, Sku, Store, csvio,
+    Actor, Currency, Db, ErrorKind, ItemRequest, NewCustomer, NewProduct, Quantity, Sku, csvio,
 };
 
 /// What a target does with one input.
 pub type Target = fn(&[u8]);
 
-/// The targets, by name (`fuzz/fuzz_targets/<name>.rs`, `fuzz/corpus/<name>/`).
+/// The targets, by name (`tools/fuzz/fuzz_targets/<name>.rs`, `tools/fuzz/corpus/<name>/`).
 pub const TARGETS: [(&str, Target); 3] = [
     ("csv_import", csv_import),
     ("json_bodies", json_bodies),
@@ -24,8 +25,8 @@ pub const TARGETS: [(&str, Target); 3] = [
 
 /// A small shop for imports to act on: two products with stock, one of
 /// them reserved by a pending order, and a customer.
-fn shop() -> Store {
-    let mut store = match Store::open_in_memory() {
+fn shop() -> Db {
+    let store = match Db::open_in_memory() {
         Ok(store) => store,
         Err(e) => panic!("cannot open an in-memory database: {e}"),
     };
@@ -66,7 +67,7 @@ pub fn csv_import(data: &[u8]) {
     let Some((&which, file)) = data.split_first() else {
         return;
     };
-    let mut store = shop();
+    let store = shop();
     let before = store.last_seq().ok();
     let result = store.write(&Actor::cli(), |tx| match which % 3 {
         0 => csvio::import_products(tx, file),

@@ -2,7 +2,7 @@
 //! and the queries behind `oms payment` and `/api/payments`.
 //!
 //! Locking: every write runs inside the caller's `BEGIN IMMEDIATE`
-//! transaction (the daemon's group commit, or `Store::write` for the CLI),
+//! transaction (the daemon's group commit, or a single transaction for the CLI),
 //! which holds the database's one write lock. So the dedupe checks (the
 //! delivery's event id, the provider's payment id, the refund id) and the
 //! effect they guard (the payment row, the order's move to PAID, the
@@ -22,12 +22,13 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::{Store, WriteTx};
+use super::{Access, Tx};
 use crate::payment::{
     Attempt, Decision, Delivery, DeliveryOutcome, DeliveryStatus, OrderView, Payment, PaymentEvent,
     PaymentFilter, PaymentOutcome, Provider, ProviderPayment, ProviderRefund, check_provider_id,
     decide,
 };
+use crate::store::{OrderWrites, PaymentReads, PaymentWrites};
 use crate::{Currency, CustomerId, Error, OrderId, PaymentId, Result, Status, Timestamp};
 
 const PAYMENT_COLUMNS: &str = "id, order_id, provider, provider_payment_id, event_id, amount, \
@@ -130,159 +131,15 @@ fn order_row(conn: &Connection, id: OrderId) -> Result<Option<OrderRow>> {
         .optional()?)
 }
 
-impl Store {
-    /// One payment.
-    pub fn payment(&self, id: PaymentId) -> Result<Payment> {
-        find(&self.conn, id)?.ok_or_else(|| Error::not_found("payment", id))
-    }
-
-    /// Payments matching the filter, ordered by id.
-    pub fn payments(&self, filter: &PaymentFilter) -> Result<Vec<Payment>> {
-        let mut clauses: Vec<&str> = Vec::new();
-        let mut values: Vec<Value> = Vec::new();
-        if let Some(order) = filter.order {
-            clauses.push("order_id = ?");
-            values.push(Value::Integer(order.get()));
-        }
-        if let Some(outcome) = filter.outcome {
-            clauses.push("outcome = ?");
-            values.push(Value::Text(outcome.as_str().to_string()));
-        }
-        if let Some(after) = filter.after {
-            clauses.push("id > ?");
-            values.push(Value::Integer(after.get()));
-        }
-        let clause = if clauses.is_empty() {
-            "1".to_string()
-        } else {
-            clauses.join(" AND ")
-        };
-        values.push(Value::Integer(
-            filter
-                .limit
-                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
-        ));
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE {clause} ORDER BY id LIMIT ?"
-        ))?;
-        let rows = stmt.query_map(params_from_iter(values), payment_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-}
-
 /// Whether a dedupe insert found its key taken. In a
 /// `--features broken-webhook-dedupe` build (a NEGATIVE CONTROL for
 /// scripts/torture, docs/reliability.md) the answer is ignored: replayed
 /// deliveries and refunds are applied again.
 fn already_seen(inserted_rows: usize) -> bool {
-    #[cfg(feature = "broken-webhook-dedupe")]
-    {
-        let _ = inserted_rows;
-        false
-    }
-    #[cfg(not(feature = "broken-webhook-dedupe"))]
-    {
-        inserted_rows == 0
-    }
+    !crate::controls::WEBHOOK_DEDUPE && inserted_rows == 0
 }
 
-impl WriteTx<'_> {
-    /// Records and applies one verified webhook delivery (DESIGN §7). A
-    /// delivery seen before, by its event id or by the payment or refund it
-    /// reports, is answered `Duplicate` and changes nothing.
-    pub fn apply_payment_event(&self, delivery: &Delivery) -> Result<DeliveryOutcome> {
-        self.atomic(|| {
-            let provider = delivery.provider();
-            if let Some(event_id) = &delivery.event_id {
-                check_provider_id("event id", event_id)?;
-                let inserted = self
-                    .conn
-                    .prepare_cached(
-                        "INSERT INTO webhook_events (provider, event_id, event, received_at)
-                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![
-                        provider.as_str(),
-                        event_id,
-                        delivery.event_name,
-                        self.now.millis()
-                    ])?;
-                if already_seen(inserted) {
-                    return Ok(DeliveryOutcome {
-                        status: DeliveryStatus::Duplicate,
-                        payment: None,
-                        effect: "duplicate",
-                    });
-                }
-            }
-            let event_id = delivery.event_id.as_deref();
-            match &delivery.event {
-                PaymentEvent::Captured(p) => self.payment_attempt(Attempt::Capture, p, event_id),
-                PaymentEvent::Failed(p) => self.payment_attempt(Attempt::Failure, p, event_id),
-                PaymentEvent::Refunded(r) => self.refund(r, event_id),
-            }
-        })
-    }
-
-    /// Records a payment collected outside any provider (cash, a bank
-    /// transfer) for `order` and applies it. Only the exact total of a
-    /// PENDING order is accepted; anything else is a conflict and nothing
-    /// is written. `reference` (the transfer's reference) is the payment's
-    /// provider id, unique among manual payments; without one it is
-    /// `oms-order-{id}`.
-    pub fn record_manual_payment(
-        &self,
-        order_id: OrderId,
-        amount: &str,
-        reference: Option<&str>,
-    ) -> Result<Payment> {
-        self.atomic(|| {
-            let order = order_row(self.conn, order_id)?
-                .ok_or_else(|| Error::not_found("order", order_id))?;
-            let currency = Currency::parse(&order.currency)?;
-            let amount = currency.parse_amount(amount)?;
-            if order.status != Status::Pending {
-                return Err(Error::Conflict(format!(
-                    "order {order_id} is {}; only a PENDING order can be paid, nothing was recorded",
-                    order.status
-                )));
-            }
-            if amount.minor() != order.total {
-                return Err(Error::Conflict(format!(
-                    "{amount} {currency} is not the total of order {order_id} ({} {currency}); record exactly the total",
-                    currency.from_minor(order.total)
-                )));
-            }
-            let reference = match reference.map(str::trim) {
-                Some(r) => {
-                    check_provider_id("payment reference", r)?;
-                    r.to_string()
-                }
-                None => format!("oms-order-{order_id}"),
-            };
-            if find_by_provider_id(self.conn, Provider::Manual, &reference)?.is_some() {
-                return Err(Error::Duplicate {
-                    what: "manual payment reference",
-                    value: reference,
-                });
-            }
-            let reported = ProviderPayment {
-                provider: Provider::Manual,
-                provider_payment_id: reference,
-                order: crate::payment::OrderRef::Id(order_id),
-                amount: amount.minor(),
-                currency,
-            };
-            let outcome = self.payment_attempt(Attempt::Capture, &reported, None)?;
-            match outcome.payment {
-                Some(payment) if payment.outcome == PaymentOutcome::Applied => Ok(payment),
-                _ => Err(Error::Database(format!(
-                    "manual payment for order {order_id} was not applied"
-                ))),
-            }
-        })
-    }
-
+impl Tx<'_> {
     /// A capture or failure of one provider payment: decided by the money
     /// rules, recorded, and applied to the order when they say so.
     fn payment_attempt(
@@ -495,10 +352,150 @@ impl WriteTx<'_> {
     }
 }
 
+impl<S: Access + ?Sized> PaymentReads for S {
+    /// One payment.
+    fn payment(&self, id: PaymentId) -> Result<Payment> {
+        find(self.sql(), id)?.ok_or_else(|| Error::not_found("payment", id))
+    }
+
+    /// Payments matching the filter, ordered by id.
+    fn payments(&self, filter: &PaymentFilter) -> Result<Vec<Payment>> {
+        let mut clauses: Vec<&str> = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        if let Some(order) = filter.order {
+            clauses.push("order_id = ?");
+            values.push(Value::Integer(order.get()));
+        }
+        if let Some(outcome) = filter.outcome {
+            clauses.push("outcome = ?");
+            values.push(Value::Text(outcome.as_str().to_string()));
+        }
+        if let Some(after) = filter.after {
+            clauses.push("id > ?");
+            values.push(Value::Integer(after.get()));
+        }
+        let clause = if clauses.is_empty() {
+            "1".to_string()
+        } else {
+            clauses.join(" AND ")
+        };
+        values.push(Value::Integer(
+            filter
+                .limit
+                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+        ));
+        let mut stmt = self.sql().prepare_cached(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE {clause} ORDER BY id LIMIT ?"
+        ))?;
+        let rows = stmt.query_map(params_from_iter(values), payment_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl PaymentWrites for Tx<'_> {
+    /// Records and applies one verified webhook delivery (DESIGN §7). A
+    /// delivery seen before, by its event id or by the payment or refund it
+    /// reports, is answered `Duplicate` and changes nothing.
+    fn apply_payment_event(&self, delivery: &Delivery) -> Result<DeliveryOutcome> {
+        self.atomic(|| {
+            let provider = delivery.provider();
+            if let Some(event_id) = &delivery.event_id {
+                check_provider_id("event id", event_id)?;
+                let inserted = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO webhook_events (provider, event_id, event, received_at)
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![
+                        provider.as_str(),
+                        event_id,
+                        delivery.event_name,
+                        self.now.millis()
+                    ])?;
+                if already_seen(inserted) {
+                    return Ok(DeliveryOutcome {
+                        status: DeliveryStatus::Duplicate,
+                        payment: None,
+                        effect: "duplicate",
+                    });
+                }
+            }
+            let event_id = delivery.event_id.as_deref();
+            match &delivery.event {
+                PaymentEvent::Captured(p) => self.payment_attempt(Attempt::Capture, p, event_id),
+                PaymentEvent::Failed(p) => self.payment_attempt(Attempt::Failure, p, event_id),
+                PaymentEvent::Refunded(r) => self.refund(r, event_id),
+            }
+        })
+    }
+
+    /// Records a payment collected outside any provider (cash, a bank
+    /// transfer) for `order` and applies it. Only the exact total of a
+    /// PENDING order is accepted; anything else is a conflict and nothing
+    /// is written. `reference` (the transfer's reference) is the payment's
+    /// provider id, unique among manual payments; without one it is
+    /// `oms-order-{id}`.
+    fn record_manual_payment(
+        &self,
+        order_id: OrderId,
+        amount: &str,
+        reference: Option<&str>,
+    ) -> Result<Payment> {
+        self.atomic(|| {
+            let order = order_row(self.conn, order_id)?
+                .ok_or_else(|| Error::not_found("order", order_id))?;
+            let currency = Currency::parse(&order.currency)?;
+            let amount = currency.parse_amount(amount)?;
+            if order.status != Status::Pending {
+                return Err(Error::Conflict(format!(
+                    "order {order_id} is {}; only a PENDING order can be paid, nothing was recorded",
+                    order.status
+                )));
+            }
+            if amount.minor() != order.total {
+                return Err(Error::Conflict(format!(
+                    "{amount} {currency} is not the total of order {order_id} ({} {currency}); record exactly the total",
+                    currency.from_minor(order.total)
+                )));
+            }
+            let reference = match reference.map(str::trim) {
+                Some(r) => {
+                    check_provider_id("payment reference", r)?;
+                    r.to_string()
+                }
+                None => format!("oms-order-{order_id}"),
+            };
+            if find_by_provider_id(self.conn, Provider::Manual, &reference)?.is_some() {
+                return Err(Error::Duplicate {
+                    what: "manual payment reference",
+                    value: reference,
+                });
+            }
+            let reported = ProviderPayment {
+                provider: Provider::Manual,
+                provider_payment_id: reference,
+                order: crate::payment::OrderRef::Id(order_id),
+                amount: amount.minor(),
+                currency,
+            };
+            let outcome = self.payment_attempt(Attempt::Capture, &reported, None)?;
+            match outcome.payment {
+                Some(payment) if payment.outcome == PaymentOutcome::Applied => Ok(payment),
+                _ => Err(Error::Database(format!(
+                    "manual payment for order {order_id} was not applied"
+                ))),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Db;
     use crate::payment::{OrderRef, PaymentStatus};
+    use crate::prelude::*;
     use crate::{
         Actor, CustomerRef, ItemRequest, NewCustomer, NewOrder, NewProduct, ProductRef, Quantity,
         Sku,
@@ -506,8 +503,8 @@ mod tests {
 
     /// A shop with product A (12.50, 10 units), a customer and `orders`
     /// PENDING orders of one A each (ids 1..).
-    fn shop(orders: usize) -> Store {
-        let mut store = Store::open_in_memory().unwrap();
+    fn shop(orders: usize) -> Db {
+        let store = Db::open_in_memory().unwrap();
         store
             .write(&Actor::cli(), |tx| {
                 tx.add_product(&NewProduct {
@@ -549,7 +546,7 @@ mod tests {
         }
     }
 
-    fn deliver(store: &mut Store, event_id: &str, event: PaymentEvent) -> DeliveryOutcome {
+    fn deliver(store: &mut Db, event_id: &str, event: PaymentEvent) -> DeliveryOutcome {
         let delivery = Delivery {
             event_id: Some(event_id.into()),
             event_name: "test".into(),
@@ -605,7 +602,7 @@ mod tests {
 
     #[test]
     fn a_manual_payment_must_be_the_exact_total_of_a_pending_order() {
-        let mut store = shop(2);
+        let store = shop(2);
         let before = store.last_seq().unwrap();
         for (order, amount, reference) in
             [(1, "12.49", None), (1, "12.5x", None), (9, "12.50", None)]

@@ -1,4 +1,4 @@
-//! Replays every committed corpus file (`fuzz/corpus/<target>/`) through
+//! Replays every committed corpus file (`tools/fuzz/corpus/<target>/`) through
 //! exactly the function its fuzz target calls, on stable Rust: inputs that
 //! once crashed stay fixed, and the corpus keeps working as the code moves.
 

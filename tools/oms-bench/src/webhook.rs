@@ -12,14 +12,15 @@
 use std::io::{BufWriter, Write};
 
 use hmac::{Hmac, Mac};
-use oms_core::{OrderFilter, Status, Store};
+use oms_core::prelude::*;
+use oms_core::{Db, Location, OrderFilter, Status};
 use serde_json::json;
 use sha2::Sha256;
 
 use crate::{Result, WebhookArgs};
 
 pub fn run(args: &WebhookArgs) -> Result<()> {
-    let store = Store::open_read_only(&args.db)?;
+    let store = Db::open(&Location::File(args.db.clone()))?;
     let orders = store.orders(&OrderFilter {
         status: Some(Status::Pending),
         limit: Some(args.count),

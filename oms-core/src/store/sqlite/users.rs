@@ -1,6 +1,6 @@
 //! User accounts. A customer user is linked to the customer record with the
 //! same e-mail (created if missing). Password hashes never leave this module
-//! except through [`Store::credentials`], for the login check.
+//! except through `credentials`, for the login check.
 //!
 //! Tokens: every user row carries a random token generation that a token
 //! must repeat to be honoured ([`TokenGrant`]). Changing the password or the
@@ -10,7 +10,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
-use super::{Store, WriteTx};
+use super::{Access, Tx};
+use crate::store::{CustomerWrites, UserReads, UserWrites};
 use crate::{
     Credentials, CustomerId, CustomerRef, Error, NewCustomer, NewUser, Result, Role, Timestamp,
     TokenGrant, User, UserId, UserPatch,
@@ -65,16 +66,37 @@ fn get(conn: &Connection, email: &str) -> Result<User> {
     find(conn, email)?.ok_or_else(|| Error::not_found("user", email))
 }
 
-impl Store {
+impl Tx<'_> {
+    /// The customer record a customer user with this e-mail is linked to:
+    /// the one with the same e-mail, created (with `name`) if missing.
+    fn customer_for_user(&self, email: &str, name: &str) -> Result<CustomerId> {
+        let by_email = CustomerRef::Email(email.to_string());
+        let customer = match super::customers::find(self.conn, &by_email)? {
+            Some(c) => c,
+            None => self.add_customer(&NewCustomer {
+                name: name.to_string(),
+                email: email.to_string(),
+                phone: None,
+            })?,
+        };
+        Ok(customer.id)
+    }
+}
+
+impl<S: Access + ?Sized> UserReads for S {
+    fn find_user(&self, email: &str) -> Result<Option<User>> {
+        find(self.sql(), email)
+    }
+
     /// A user by e-mail.
-    pub fn user(&self, email: &str) -> Result<User> {
-        get(&self.conn, email)
+    fn user(&self, email: &str) -> Result<User> {
+        get(self.sql(), email)
     }
 
     /// All users ordered by id.
-    pub fn users(&self) -> Result<Vec<User>> {
+    fn users(&self) -> Result<Vec<User>> {
         let mut stmt = self
-            .conn
+            .sql()
             .prepare_cached(&format!("SELECT {COLUMNS} FROM users ORDER BY id"))?;
         let rows = stmt.query_map([], from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -82,9 +104,9 @@ impl Store {
 
     /// A user, its password hash (if it has one) and its current token
     /// grant, for the login check and for minting tokens.
-    pub fn credentials(&self, email: &str) -> Result<Option<Credentials>> {
+    fn credentials(&self, email: &str) -> Result<Option<Credentials>> {
         Ok(self
-            .conn
+            .sql()
             .prepare_cached(&format!(
                 "SELECT {COLUMNS}, password_hash FROM users WHERE email = ?1 COLLATE NOCASE"
             ))?
@@ -101,39 +123,19 @@ impl Store {
     /// What a token of user `id` must match now; `None` once the user is
     /// removed. One primary-key lookup: the daemon runs it on every
     /// authenticated request.
-    pub fn token_grant(&self, id: UserId) -> Result<Option<TokenGrant>> {
+    fn token_grant(&self, id: UserId) -> Result<Option<TokenGrant>> {
         Ok(self
-            .conn
+            .sql()
             .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?
             .query_row([id.get()], grant_from_row)
             .optional()?)
     }
 }
 
-impl WriteTx<'_> {
-    /// A user by e-mail, if there is one.
-    pub fn find_user(&self, email: &str) -> Result<Option<User>> {
-        find(self.conn, email)
-    }
-
-    /// The customer record a customer user with this e-mail is linked to:
-    /// the one with the same e-mail, created (with `name`) if missing.
-    fn customer_for_user(&self, email: &str, name: &str) -> Result<CustomerId> {
-        let by_email = CustomerRef::Email(email.to_string());
-        let customer = match super::customers::find(self.conn, &by_email)? {
-            Some(c) => c,
-            None => self.add_customer(&NewCustomer {
-                name: name.to_string(),
-                email: email.to_string(),
-                phone: None,
-            })?,
-        };
-        Ok(customer.id)
-    }
-
+impl UserWrites for Tx<'_> {
     /// Adds a user. A customer user is linked to the customer with its
     /// e-mail, which is created (with the user's name) if missing.
-    pub fn add_user(&self, new: &NewUser) -> Result<User> {
+    fn add_user(&self, new: &NewUser) -> Result<User> {
         self.atomic(|| {
             if find(self.conn, &new.email)?.is_some() {
                 return Err(Error::Duplicate {
@@ -173,7 +175,7 @@ impl WriteTx<'_> {
 
     /// Replaces a user's password hash. Every token issued before stops
     /// working.
-    pub fn set_password(&self, email: &str, password_hash: &str) -> Result<User> {
+    fn set_password(&self, email: &str, password_hash: &str) -> Result<User> {
         self.atomic(|| {
             let user = get(self.conn, email)?;
             self.conn
@@ -196,7 +198,7 @@ impl WriteTx<'_> {
     /// customer record and orders but is no longer linked to them; an admin
     /// made customer is linked like a new customer user. A role change ends
     /// every token issued before; a rename does not.
-    pub fn update_user(&self, email: &str, patch: &UserPatch) -> Result<User> {
+    fn update_user(&self, email: &str, patch: &UserPatch) -> Result<User> {
         self.atomic(|| {
             let before = get(self.conn, email)?;
             let name = patch.name.clone().unwrap_or_else(|| before.name.clone());
@@ -238,7 +240,7 @@ impl WriteTx<'_> {
 
     /// Removes a login (its customer record and orders stay). Every token
     /// issued to it stops working.
-    pub fn remove_user(&self, email: &str) -> Result<User> {
+    fn remove_user(&self, email: &str) -> Result<User> {
         self.atomic(|| {
             let user = get(self.conn, email)?;
             self.conn
@@ -258,10 +260,11 @@ impl WriteTx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Actor, NewUser, Role, Store, UserPatch};
+    use crate::prelude::*;
+    use crate::{Actor, Db, NewUser, Role, UserPatch};
 
-    fn store_with_user(role: Role) -> Store {
-        let mut store = Store::open_in_memory().unwrap();
+    fn store_with_user(role: Role) -> Db {
+        let store = Db::open_in_memory().unwrap();
         store
             .write(&Actor::cli(), |tx| {
                 tx.add_user(&NewUser {
@@ -275,14 +278,14 @@ mod tests {
         store
     }
 
-    fn grant(store: &Store) -> crate::TokenGrant {
+    fn grant(store: &Db) -> crate::TokenGrant {
         let user = store.user("u@example.com").unwrap();
         store.token_grant(user.id).unwrap().unwrap()
     }
 
     #[test]
     fn a_password_change_draws_a_new_generation() {
-        let mut store = store_with_user(Role::Admin);
+        let store = store_with_user(Role::Admin);
         let before = grant(&store);
         assert_eq!(before.generation.len(), 16);
         store
@@ -293,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_role_change_draws_a_new_generation_and_relinks_the_customer() {
-        let mut store = store_with_user(Role::Customer);
+        let store = store_with_user(Role::Customer);
         let before = grant(&store);
         assert!(before.customer_id.is_some());
         let patch = UserPatch {
@@ -321,7 +324,7 @@ mod tests {
 
     #[test]
     fn a_rename_keeps_the_generation() {
-        let mut store = store_with_user(Role::Admin);
+        let store = store_with_user(Role::Admin);
         let before = grant(&store);
         let patch = UserPatch {
             name: Some("New name".into()),
@@ -336,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_removed_user_has_no_grant_even_if_its_id_comes_back() {
-        let mut store = store_with_user(Role::Admin);
+        let store = store_with_user(Role::Admin);
         let before = grant(&store);
         store
             .write(&Actor::cli(), |tx| tx.remove_user("u@example.com"))
