@@ -200,22 +200,3 @@ fn allowed_text(from: Status, allowed: &[Status]) -> String {
         format!("from {from} the order may move to {}", names.join(" or "))
     }
 }
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Error {
-        use rusqlite::ErrorCode;
-        if let rusqlite::Error::SqliteFailure(f, _) = &e
-            && matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-        {
-            return Error::Busy {
-                timeout_ms: crate::store::sqlite::BUSY_TIMEOUT.as_millis() as u64,
-            };
-        }
-        if let rusqlite::Error::SqliteFailure(f, _) = &e
-            && f.code == ErrorCode::DiskFull
-        {
-            return Error::StorageFull;
-        }
-        Error::Database(e.to_string())
-    }
-}

@@ -13,6 +13,7 @@ mod idempotency;
 mod invariants;
 mod migrations;
 mod placement;
+mod seam;
 mod search;
 mod status;
 mod status_race;

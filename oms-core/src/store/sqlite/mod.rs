@@ -35,6 +35,8 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use super::{Actor, DriftReport, GroupJob, ReadConnection, SettingReads, WriteConnection, WriteTx};
 use crate::{Currency, Error, Result, Timestamp};
 
+
+
 pub(crate) use schema::SCHEMA_VERSION;
 
 /// The size the WAL file returns to once no reader needs its old frames:
@@ -56,6 +58,29 @@ const WRITE_BEGIN: TransactionBehavior = if crate::controls::DEFERRED_BEGIN {
 } else {
     TransactionBehavior::Immediate
 };
+
+/// Engine errors as oms errors: a busy lock, a full disk, or a database
+/// error (a bug or a broken file). Hidden: `?` needs it inside this module
+/// tree; nothing outside it ever sees an engine error.
+#[doc(hidden)]
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        use rusqlite::ErrorCode;
+        if let rusqlite::Error::SqliteFailure(f, _) = &e
+            && matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        {
+            return Error::Busy {
+                timeout_ms: BUSY_TIMEOUT.as_millis() as u64,
+            };
+        }
+        if let rusqlite::Error::SqliteFailure(f, _) = &e
+            && f.code == ErrorCode::DiskFull
+        {
+            return Error::StorageFull;
+        }
+        Error::Database(e.to_string())
+    }
+}
 
 /// How to open a database.
 #[derive(Debug, Clone)]
