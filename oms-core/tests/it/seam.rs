@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 
 /// Words only the SQLite engine has: its crate, and notions a face must
 /// not depend on (the PostgreSQL backend has none of them).
-const ENGINE_WORDS: &[&str] = &["rusqlite", "pragma", "checkpoint", "data_version", "savepoint"];
+const ENGINE_WORDS: &[&str] = &[
+    "rusqlite",
+    "pragma",
+    "checkpoint",
+    "data_version",
+    "savepoint",
+];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -56,7 +62,11 @@ fn the_faces_know_no_storage_engine() {
     }
     assert!(files.len() > 40, "found only {} files", files.len());
     let found = offenders(&files);
-    assert!(found.is_empty(), "engine words in a face:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "engine words in a face:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]

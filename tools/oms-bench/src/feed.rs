@@ -103,7 +103,9 @@ async fn commit(args: &FeedArgs, addr: SocketAddr, conn: &mut Conn, round: usize
 }
 
 fn last_seq(db: &std::path::Path) -> Result<i64> {
-    Ok(Db::open(&Location::File(db.to_path_buf()))?.last_seq()?.get())
+    Ok(Db::open(&Location::File(db.to_path_buf()))?
+        .last_seq()?
+        .get())
 }
 
 pub async fn run(args: &FeedArgs) -> Result<()> {

@@ -35,8 +35,6 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use super::{Actor, DriftReport, GroupJob, ReadConnection, SettingReads, WriteConnection, WriteTx};
 use crate::{Currency, Error, Result, Timestamp};
 
-
-
 pub(crate) use schema::SCHEMA_VERSION;
 
 /// The size the WAL file returns to once no reader needs its old frames:

@@ -230,31 +230,25 @@ impl Tx<'_> {
             let fingerprint = fingerprint(customer.id, new.paid, &lines, &failures);
 
             if let Some(key) = &new.idempotency_key {
-                let existing: Option<(i64, Option<String>)> = self
+                let existing: Option<(i64, String, String)> = self
                     .conn
                     .prepare_cached(
-                        "SELECT id, request_fingerprint FROM orders
-                         WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
+                        "SELECT order_id, fingerprint, answer FROM idempotency_keys
+                         WHERE scope = ?1 AND key = ?2",
                     )?
                     .query_row(params![self.actor.label(), key], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })
                     .optional()?;
-                if let Some((order_id, stored)) = existing {
-                    if stored.as_deref() == Some(fingerprint.as_str()) {
+                if let Some((order_id, stored, answer)) = existing {
+                    if stored == fingerprint {
                         let order = get_order(self.conn, OrderId(order_id))?;
-                        let placed: Option<String> = self
-                            .conn
-                            .prepare_cached(
-                                "SELECT data FROM changes
-                                 WHERE type = 'order.placed' AND entity_id = ?1
-                                 ORDER BY seq LIMIT 1",
-                            )?
-                            .query_row([order_id], |r| r.get(0))
-                            .optional()?;
-                        let placed_json = match placed {
-                            Some(json) => json,
-                            None => to_json(&order)?,
+                        // Keys copied from before answers were kept may
+                        // have none: the order as it is stands in.
+                        let placed_json = if answer.is_empty() {
+                            to_json(&order)?
+                        } else {
+                            answer
                         };
                         return Ok(PlaceOutcome {
                             order,
@@ -282,8 +276,7 @@ impl Tx<'_> {
                     .ok_or_else(|| Error::invalid("order total is too large"))?;
             }
 
-            let (order_id, tracking_code) =
-                self.insert_order(customer.id, status, total, new, &fingerprint)?;
+            let (order_id, tracking_code) = self.insert_order(customer.id, status, total, new)?;
             let reserve = status != Status::Cancelled;
             for line in &lines {
                 if reserve
@@ -343,6 +336,20 @@ impl Tx<'_> {
                 &placed_json,
             )?;
             self.enqueue_notification(&order, Some(&customer.email), None)?;
+            if let Some(key) = &new.idempotency_key {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO idempotency_keys (scope, key, order_id, fingerprint, answer)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        self.actor.label(),
+                        key,
+                        order_id.get(),
+                        fingerprint,
+                        placed_json
+                    ])?;
+            }
             Ok(PlaceOutcome {
                 order,
                 replayed: false,
@@ -357,19 +364,17 @@ impl Tx<'_> {
         status: Status,
         total: crate::Money,
         new: &NewOrder,
-        fingerprint: &str,
     ) -> Result<(OrderId, String)> {
         let paid = matches!(status, Status::Paid | Status::Fulfilled);
         Ok(self
             .conn
             .prepare_cached(
                 "INSERT INTO orders (customer_id, status, total, currency, payment_collected,
-                     tracking_code, idempotency_scope, idempotency_key, request_fingerprint,
-                     version, created_at, updated_at)
+                     tracking_code, idempotency_key, version, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5,
                          printf('TRK%010X%s', (SELECT COALESCE(MAX(id), 0) + 1 FROM orders),
                                 upper(hex(randomblob(8)))),
-                         ?6, ?7, ?8, 1, ?9, ?9)
+                         ?6, 1, ?7, ?7)
                  RETURNING id, tracking_code",
             )?
             .query_row(
@@ -379,9 +384,7 @@ impl Tx<'_> {
                     total.minor(),
                     self.currency.code(),
                     paid,
-                    self.actor.label(),
                     new.idempotency_key,
-                    fingerprint,
                     self.now.millis()
                 ],
                 |r| Ok((OrderId(r.get(0)?), r.get(1)?)),

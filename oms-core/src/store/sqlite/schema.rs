@@ -252,6 +252,34 @@ CREATE INDEX notifications_order ON notifications (order_id);
 INSERT INTO settings (key, value) VALUES ('mail_shop_id', lower(hex(randomblob(8))))
     ON CONFLICT (key) DO NOTHING;
 "#),
+    // 8: idempotency keys keep their first answer. A replay used to read the
+    // answer back out of the change log (an `order.placed` row, through an
+    // index of its own); now the change log is only the change log. The key
+    // of a removed order is free again, as before (ON DELETE CASCADE).
+    // Existing keys are copied with the answer the change log held; the
+    // two indexes that served the old way go.
+    Sql(r#"
+CREATE TABLE idempotency_keys (
+    scope       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    order_id    INTEGER NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
+    -- What the key promises (customer, quantities, paid flag).
+    fingerprint TEXT NOT NULL,
+    -- The first answer, as JSON: the order as it was placed.
+    answer      TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX idempotency_keys_order ON idempotency_keys (order_id);
+INSERT INTO idempotency_keys (scope, key, order_id, fingerprint, answer)
+SELECT o.idempotency_scope, o.idempotency_key, o.id, COALESCE(o.request_fingerprint, ''),
+       COALESCE((SELECT c.data FROM changes c
+                 WHERE c.type = 'order.placed' AND c.entity_id = o.id
+                 ORDER BY c.seq LIMIT 1), '')
+FROM orders o
+WHERE o.idempotency_key IS NOT NULL;
+DROP INDEX orders_idempotency;
+DROP INDEX changes_order_placed;
+"#),
 ];
 
 /// The payments migration (see `MIGRATIONS`).
@@ -714,5 +742,69 @@ mod tests {
         // the store's rules, not a foreign key.
         conn.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM orders WHERE id = 7")
             .unwrap();
+    }
+
+    #[test]
+    fn the_idempotency_migration_keeps_each_keys_first_answer() {
+        let keys = MIGRATIONS
+            .iter()
+            .position(|m| matches!(m, Sql(sql) if sql.contains("CREATE TABLE idempotency_keys")))
+            .expect("the idempotency migration");
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply_up_to(&mut conn, keys);
+        // Two keyed orders (one with its placement in the change log, one
+        // without) and one without a key, as that oms wrote them.
+        conn.execute_batch(
+            "INSERT INTO customers (id, name, email, created_at, updated_at)
+                 VALUES (3, 'C', 'c@x.io', 0, 0);
+             INSERT INTO orders (id, customer_id, status, total, currency, tracking_code,
+                 idempotency_scope, idempotency_key, request_fingerprint, created_at, updated_at)
+             VALUES (7, 3, 'PAID', 100, 'USD', 'T7', 'user:1', 'k-7', 'c3:1*1', 0, 0),
+                    (8, 3, 'PENDING', 100, 'USD', 'T8', 'cli', 'k-8', 'c3:1*1', 0, 0),
+                    (9, 3, 'PENDING', 100, 'USD', 'T9', '', NULL, NULL, 0, 0);
+             INSERT INTO changes (at, type, entity, entity_id, actor, customer_id, data)
+             VALUES (0, 'order.placed', 'order', 7, 'user:1', 3, '{\"id\":7,\"status\":\"PENDING\"}'),
+                    (0, 'order.status_changed', 'order', 7, 'user:1', 3, '{}');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(String, String, i64, String, String)> = conn
+            .prepare(
+                "SELECT scope, key, order_id, fingerprint, answer FROM idempotency_keys
+                 ORDER BY order_id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "user:1".into(),
+                    "k-7".into(),
+                    7,
+                    "c3:1*1".into(),
+                    r#"{"id":7,"status":"PENDING"}"#.into()
+                ),
+                (
+                    "cli".into(),
+                    "k-8".into(),
+                    8,
+                    "c3:1*1".into(),
+                    String::new()
+                ),
+            ]
+        );
+        // A removed order frees its key.
+        conn.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM orders WHERE id = 8;")
+            .unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM idempotency_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1);
     }
 }
