@@ -3,7 +3,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
-use super::{Access, Tx, like_pattern};
+use super::paging::{self, Listing};
+use super::{Access, Tx};
 use crate::store::{CustomerQuery, CustomerReads, CustomerWrites, MAX_CUSTOMER_IDS, Upserted};
 use crate::{
     Customer, CustomerId, CustomerPatch, CustomerRef, Error, NewCustomer, Result, Timestamp,
@@ -61,12 +62,7 @@ impl<S: Access + ?Sized> CustomerReads for S {
 
     /// Customers ordered by id.
     fn customers(&self, query: &CustomerQuery) -> Result<Vec<Customer>> {
-        let mut out = Vec::new();
-        self.for_each_customer(query, &mut |c| {
-            out.push(c);
-            Ok(())
-        })?;
-        Ok(out)
+        paging::collect(|f| self.for_each_customer(query, f))
     }
 
     /// The customers with these ids, ordered by id; ids that name no
@@ -93,22 +89,15 @@ impl<S: Access + ?Sized> CustomerReads for S {
         query: &CustomerQuery,
         f: &mut dyn FnMut(Customer) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self.sql().prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM customers
-             WHERE id > ?1 AND (?2 IS NULL OR oms_fold(name) LIKE ?2 ESCAPE '\\'
-                                   OR oms_fold(email) LIKE ?2 ESCAPE '\\')
-             ORDER BY id LIMIT ?3"
-        ))?;
-        let pattern = query.search.as_deref().map(like_pattern);
-        let limit = query
-            .limit
-            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let after = query.after.map_or(0, CustomerId::get);
-        let mut rows = stmt.query(params![after, pattern, limit])?;
-        while let Some(row) = rows.next()? {
-            f(from_row(row)?)?;
+        Listing {
+            table: "customers",
+            columns: COLUMNS,
+            searched: ["name", "email"],
+            after: query.after.map_or(0, CustomerId::get),
+            search: query.search.as_deref(),
+            limit: query.limit,
         }
-        Ok(())
+        .for_each(self.sql(), from_row, f)
     }
 }
 

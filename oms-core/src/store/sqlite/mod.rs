@@ -18,6 +18,7 @@ mod group;
 mod inventory;
 mod notifications;
 mod orders;
+mod paging;
 mod payments;
 mod products;
 mod schema;

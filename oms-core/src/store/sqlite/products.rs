@@ -5,7 +5,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
 use super::inventory::Reason;
-use super::{Access, Tx, like_pattern};
+use super::paging::{self, Listing};
+use super::{Access, Tx};
 use crate::store::{ProductQuery, ProductReads, ProductWrites, Upserted};
 use crate::{
     Currency, Error, MAX_STOCK, NewProduct, Product, ProductId, ProductPatch, ProductRef, Restock,
@@ -196,12 +197,7 @@ impl<S: Access + ?Sized> ProductReads for S {
 
     /// Products ordered by id.
     fn products(&self, query: &ProductQuery) -> Result<Vec<Product>> {
-        let mut out = Vec::new();
-        self.for_each_product(query, &mut |p| {
-            out.push(p);
-            Ok(())
-        })?;
-        Ok(out)
+        paging::collect(|f| self.for_each_product(query, f))
     }
 
     /// Streams products ordered by id (constant memory).
@@ -210,22 +206,16 @@ impl<S: Access + ?Sized> ProductReads for S {
         query: &ProductQuery,
         f: &mut dyn FnMut(Product) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self.sql().prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM products
-             WHERE id > ?1 AND (?2 IS NULL OR oms_fold(name) LIKE ?2 ESCAPE '\\'
-                                   OR oms_fold(sku) LIKE ?2 ESCAPE '\\')
-             ORDER BY id LIMIT ?3"
-        ))?;
-        let pattern = query.search.as_deref().map(like_pattern);
-        let limit = query
-            .limit
-            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let after = query.after.map_or(0, ProductId::get);
-        let mut rows = stmt.query(params![after, pattern, limit])?;
-        while let Some(row) = rows.next()? {
-            f(from_row(row, self.stored_currency())?)?;
+        let currency = self.stored_currency();
+        Listing {
+            table: "products",
+            columns: COLUMNS,
+            searched: ["name", "sku"],
+            after: query.after.map_or(0, ProductId::get),
+            search: query.search.as_deref(),
+            limit: query.limit,
         }
-        Ok(())
+        .for_each(self.sql(), |row| from_row(row, currency), f)
     }
 }
 
