@@ -38,7 +38,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            output::error_line(&e.to_string());
             ExitCode::from(e.exit_code())
         }
     }

@@ -151,6 +151,18 @@ pub fn note(message: &str) {
     eprintln!("{message}");
 }
 
+/// An error for the human at the terminal (stderr): `error: ...`.
+pub fn error_line(message: &str) {
+    eprintln!("error: {message}");
+}
+
+/// One line of data on stdout (an id, a token, a report line). A closed
+/// pipe is an error to return (`oms ... | head` ends quietly), not a panic.
+pub fn data_line(text: &str) -> Result {
+    use std::io::Write as _;
+    writeln!(io::stdout().lock(), "{text}").map_err(|e| crate::CliError::io("writing output", e))
+}
+
 impl Record for Product {
     fn columns() -> &'static [&'static str] {
         &csvio::PRODUCT_COLUMNS

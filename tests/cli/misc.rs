@@ -617,3 +617,35 @@ fn newer_schema_is_refused_with_upgrade_hint() {
         "left untouched"
     );
 }
+
+/// ARCHITECTURE.md's invariant, checked: the CLI prints through
+/// `oms-cli/src/output.rs` only (data to stdout, messages to stderr), so a
+/// closed pipe or a format choice is handled in one place.
+#[test]
+fn only_output_rs_prints() {
+    fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("read the sources") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.ends_with("output.rs")
+            {
+                let text = std::fs::read_to_string(&path).expect("read a source");
+                for (n, line) in text.lines().enumerate() {
+                    if ["println!", "eprintln!", "print!(", "eprint!("]
+                        .iter()
+                        .any(|m| line.contains(m))
+                    {
+                        found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    walk(&root.join("oms-cli").join("src"), &mut found);
+    walk(&root.join("src"), &mut found);
+    assert!(found.is_empty(), "printing outside output.rs:\n{}", found.join("\n"));
+}

@@ -19,7 +19,7 @@ use oms_core::{Actor, Db};
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::error::Result;
-use crate::output::{Format, Output};
+use crate::output::{Format, Output, data_line};
 
 /// What every command gets: the global options, opened lazily.
 pub struct Ctx {
@@ -77,21 +77,21 @@ fn verify(ctx: &Ctx) -> Result {
     let out = ctx.out();
     match out.format {
         Format::Json | Format::Jsonl => {
-            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            data_line(&serde_json::to_string(&report).unwrap_or_default())?;
         }
         Format::Table | Format::Csv => {
-            println!(
+            data_line(&format!(
                 "integrity: {}\nproducts checked: {}\norders checked: {}\nchanges checked: {}",
                 report.integrity,
                 report.products_checked,
                 report.orders_checked,
                 report.changes_checked
-            );
+            ))?;
             for problem in &report.problems {
-                println!("DRIFT: {problem}");
+                data_line(&format!("DRIFT: {problem}"))?;
             }
             if report.is_clean() {
-                println!("ok: no drift");
+                data_line("ok: no drift")?;
             }
         }
     }

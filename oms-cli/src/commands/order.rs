@@ -11,7 +11,7 @@ use oms_core::{
 
 use super::Ctx;
 use crate::error::{CliError, Result};
-use crate::output::note;
+use crate::output::{data_line, error_line, note};
 
 #[derive(Debug, Subcommand)]
 pub enum OrderCommand {
@@ -294,7 +294,7 @@ pub fn run(ctx: &Ctx, cmd: OrderCommand) -> Result {
                 humantime::format_duration(args.older_than)
             ));
             for id in &outcome.cancelled {
-                println!("{id}");
+                data_line(&id.to_string())?;
             }
             Ok(())
         }
@@ -322,7 +322,7 @@ fn set_statuses(ctx: &Ctx, args: &IdsArgs, to: Status) -> Result {
             Ok(order) => changed.push(order),
             Err(e) => {
                 let e = CliError::from(e);
-                eprintln!("error: order {id}: {e}");
+                error_line(&format!("order {id}: {e}"));
                 failures.push(e.exit_code());
             }
         }

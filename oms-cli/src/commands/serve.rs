@@ -9,6 +9,7 @@ use oms_core::prelude::*;
 
 use super::Ctx;
 use crate::error::{CliError, Result};
+use crate::output::note;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -62,14 +63,16 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result {
         .filter(|s| !s.is_empty());
     let demo = args.demo;
     oms_daemon::run(config, |addr| {
-        eprintln!("oms serving http://{addr}/ (Ctrl-C to stop)");
+        note(&format!("oms serving http://{addr}/ (Ctrl-C to stop)"));
         if demo {
-            eprintln!("dashboard: open http://{addr}/ and log in as the demo admin");
-            eprintln!(
+            note(&format!(
+                "dashboard: open http://{addr}/ and log in as the demo admin"
+            ));
+            note(&format!(
                 "demo admin: {} / {}  (POST /auth/login for a token)",
                 crate::demo::ADMIN_EMAIL,
                 crate::demo::ADMIN_PASSWORD
-            );
+            ));
         }
     })
     .map_err(|e| CliError::Serve(e.to_string()))

@@ -9,7 +9,7 @@ use oms_core::prelude::*;
 
 use super::Ctx;
 use crate::error::{CliError, Result};
-use crate::output::Format;
+use crate::output::{Format, data_line};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -42,11 +42,10 @@ pub fn run(ctx: &Ctx, cmd: TokenCommand) -> Result {
         .mint(&account.grant, args.ttl)
         .map_err(|e| CliError::Serve(format!("cannot sign the token: {e}")))?;
     match ctx.global.format {
-        Some(Format::Json | Format::Jsonl) => println!(
-            "{}",
-            json!({"token": token, "expires_at": expires_at, "role": user.role})
-        ),
-        _ => println!("{token}"),
+        Some(Format::Json | Format::Jsonl) => data_line(
+            &json!({"token": token, "expires_at": expires_at, "role": user.role}).to_string(),
+        )?,
+        _ => data_line(&token)?,
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `oms-bench`: the parts of `scripts/bench` that wrk cannot measure.
 //!
 //! - `storage`: the storage ceiling, placing orders in-process through
-//!   `Store::write_group` as the daemon's writer does (no HTTP);
+//!   the serving `Db` the daemon opens, by many writers at once (no HTTP);
 //! - `feed-latency`: how long long-poll waiters take to wake after a commit;
 //! - `idle-conns`: daemon memory and health-check latency while thousands of
 //!   long-poll connections (or event streams, `--stream`) are held;
@@ -47,7 +47,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Place orders in-process through Store::write_group (the storage ceiling).
+    /// Place orders in-process through a serving Db, --group writers at once (the storage ceiling).
     Storage(StorageArgs),
     /// Write signed payment.captured deliveries for PENDING orders (scripts/wrk/webhook.lua).
     WebhookEvents(WebhookArgs),
