@@ -628,9 +628,7 @@ fn only_output_rs_prints() {
             let path = entry.expect("an entry").path();
             if path.is_dir() {
                 walk(&path, found);
-            } else if path.extension().is_some_and(|e| e == "rs")
-                && !path.ends_with("output.rs")
-            {
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("output.rs") {
                 let text = std::fs::read_to_string(&path).expect("read a source");
                 for (n, line) in text.lines().enumerate() {
                     if ["println!", "eprintln!", "print!(", "eprint!("]
@@ -647,5 +645,9 @@ fn only_output_rs_prints() {
     let mut found = Vec::new();
     walk(&root.join("oms-cli").join("src"), &mut found);
     walk(&root.join("src"), &mut found);
-    assert!(found.is_empty(), "printing outside output.rs:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "printing outside output.rs:\n{}",
+        found.join("\n")
+    );
 }

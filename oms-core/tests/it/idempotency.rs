@@ -162,3 +162,44 @@ fn a_key_with_surrounding_whitespace_is_refused_so_exports_re_import_once() {
         Some("k in the middle")
     );
 }
+
+/// A replay answers what the first placement answered, byte for byte,
+/// after the order was paid (status, version, timestamps moved on) and
+/// after its items were edited (the first answer is kept at the edit).
+#[test]
+fn a_replay_answers_the_first_answer_after_payment_and_after_an_edit() {
+    let store = shop();
+    let place = |key: &str, items: &[(&str, i64)]| {
+        store
+            .write(&Actor::cli(), |tx| {
+                tx.place_order(&keyed(EMAIL, items, key))
+            })
+            .unwrap()
+    };
+    let paid = place("k-paid", &[("A", 1)]);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    store
+        .write(&Actor::cli(), |tx| {
+            tx.set_status(paid.order.id, oms_core::Status::Paid, None)
+        })
+        .unwrap();
+    let replay = place("k-paid", &[("A", 1)]);
+    assert!(replay.replayed);
+    assert_eq!(replay.placed_json, paid.placed_json);
+    assert_eq!(
+        replay.order.status,
+        oms_core::Status::Paid,
+        "the order as it is now"
+    );
+
+    let edited = place("k-edit", &[("B", 1)]);
+    store
+        .write(&Actor::cli(), |tx| {
+            tx.edit_order(edited.order.id, &[crate::item("B", 3)], None)
+        })
+        .unwrap();
+    let replay = place("k-edit", &[("B", 1)]);
+    assert!(replay.replayed);
+    assert_eq!(replay.placed_json, edited.placed_json);
+    assert_eq!(replay.order.items[0].quantity, 3);
+}

@@ -252,32 +252,30 @@ CREATE INDEX notifications_order ON notifications (order_id);
 INSERT INTO settings (key, value) VALUES ('mail_shop_id', lower(hex(randomblob(8))))
     ON CONFLICT (key) DO NOTHING;
 "#),
-    // 8: idempotency keys keep their first answer. A replay used to read the
-    // answer back out of the change log (an `order.placed` row, through an
-    // index of its own); now the change log is only the change log. The key
-    // of a removed order is free again, as before (ON DELETE CASCADE).
-    // Existing keys are copied with the answer the change log held; the
-    // two indexes that served the old way go.
+    // 8: an idempotent replay rebuilds the first answer from the order
+    // instead of reading it back out of the change log (an `order.placed`
+    // row, through an index of its own, kept on every placement): the
+    // first answer is the order as it is, with the status it was placed in
+    // (`placed_status`), version 1 and `updated_at` = `created_at`; only an
+    // edit changes its items, so the first edit of a keyed order keeps the
+    // first answer in `first_answers`. Existing orders get the same from
+    // the change log, once, here; the index then goes.
     Sql(r#"
-CREATE TABLE idempotency_keys (
-    scope       TEXT NOT NULL,
-    key         TEXT NOT NULL,
-    order_id    INTEGER NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
-    -- What the key promises (customer, quantities, paid flag).
-    fingerprint TEXT NOT NULL,
-    -- The first answer, as JSON: the order as it was placed.
-    answer      TEXT NOT NULL,
-    PRIMARY KEY (scope, key)
-) STRICT, WITHOUT ROWID;
-CREATE INDEX idempotency_keys_order ON idempotency_keys (order_id);
-INSERT INTO idempotency_keys (scope, key, order_id, fingerprint, answer)
-SELECT o.idempotency_scope, o.idempotency_key, o.id, COALESCE(o.request_fingerprint, ''),
-       COALESCE((SELECT c.data FROM changes c
-                 WHERE c.type = 'order.placed' AND c.entity_id = o.id
-                 ORDER BY c.seq LIMIT 1), '')
-FROM orders o
-WHERE o.idempotency_key IS NOT NULL;
-DROP INDEX orders_idempotency;
+ALTER TABLE orders ADD COLUMN placed_status TEXT;
+UPDATE orders SET placed_status = (
+    SELECT json_extract(c.data, '$.status') FROM changes c
+    WHERE c.type = 'order.placed' AND c.entity_id = orders.id ORDER BY c.seq LIMIT 1)
+WHERE idempotency_key IS NOT NULL;
+CREATE TABLE first_answers (
+    order_id INTEGER PRIMARY KEY REFERENCES orders (id) ON DELETE CASCADE,
+    answer   TEXT NOT NULL
+) STRICT;
+INSERT INTO first_answers (order_id, answer)
+SELECT o.id, c.data
+FROM orders o JOIN changes c ON c.type = 'order.placed' AND c.entity_id = o.id
+WHERE o.idempotency_key IS NOT NULL
+  AND EXISTS (SELECT 1 FROM changes u WHERE u.type = 'order.updated' AND u.entity_id = o.id)
+  AND c.seq = (SELECT min(seq) FROM changes f WHERE f.type = 'order.placed' AND f.entity_id = o.id);
 DROP INDEX changes_order_placed;
 "#),
 ];
@@ -745,15 +743,15 @@ mod tests {
     }
 
     #[test]
-    fn the_idempotency_migration_keeps_each_keys_first_answer() {
+    fn the_replay_migration_keeps_what_rebuilds_each_keys_first_answer() {
         let keys = MIGRATIONS
             .iter()
-            .position(|m| matches!(m, Sql(sql) if sql.contains("CREATE TABLE idempotency_keys")))
-            .expect("the idempotency migration");
+            .position(|m| matches!(m, Sql(sql) if sql.contains("CREATE TABLE first_answers")))
+            .expect("the replay migration");
         let mut conn = Connection::open_in_memory().unwrap();
         apply_up_to(&mut conn, keys);
-        // Two keyed orders (one with its placement in the change log, one
-        // without) and one without a key, as that oms wrote them.
+        // Keyed orders 7 (placed PENDING, since paid) and 8 (placed, then
+        // edited), and 9 without a key, as that oms wrote them.
         conn.execute_batch(
             "INSERT INTO customers (id, name, email, created_at, updated_at)
                  VALUES (3, 'C', 'c@x.io', 0, 0);
@@ -764,47 +762,42 @@ mod tests {
                     (9, 3, 'PENDING', 100, 'USD', 'T9', '', NULL, NULL, 0, 0);
              INSERT INTO changes (at, type, entity, entity_id, actor, customer_id, data)
              VALUES (0, 'order.placed', 'order', 7, 'user:1', 3, '{\"id\":7,\"status\":\"PENDING\"}'),
-                    (0, 'order.status_changed', 'order', 7, 'user:1', 3, '{}');",
+                    (0, 'order.status_changed', 'order', 7, 'user:1', 3, '{}'),
+                    (0, 'order.placed', 'order', 8, 'cli', 3, '{\"id\":8,\"status\":\"PENDING\"}'),
+                    (0, 'order.updated', 'order', 8, 'cli', 3, '{}'),
+                    (0, 'order.placed', 'order', 9, 'cli', 3, '{\"id\":9,\"status\":\"PENDING\"}');",
         )
         .unwrap();
         migrate(&mut conn).unwrap();
-        let rows: Vec<(String, String, i64, String, String)> = conn
-            .prepare(
-                "SELECT scope, key, order_id, fingerprint, answer FROM idempotency_keys
-                 ORDER BY order_id",
-            )
+        let placed: Vec<(i64, Option<String>)> = conn
+            .prepare("SELECT id, placed_status FROM orders ORDER BY id")
             .unwrap()
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(
-            rows,
+            placed,
             [
-                (
-                    "user:1".into(),
-                    "k-7".into(),
-                    7,
-                    "c3:1*1".into(),
-                    r#"{"id":7,"status":"PENDING"}"#.into()
-                ),
-                (
-                    "cli".into(),
-                    "k-8".into(),
-                    8,
-                    "c3:1*1".into(),
-                    String::new()
-                ),
+                (7, Some("PENDING".into())),
+                (8, Some("PENDING".into())),
+                (9, None)
             ]
         );
-        // A removed order frees its key.
+        let answers: Vec<(i64, String)> = conn
+            .prepare("SELECT order_id, answer FROM first_answers")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(answers, [(8, r#"{"id":8,"status":"PENDING"}"#.to_string())]);
+        // A removed order takes its kept answer with it.
         conn.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM orders WHERE id = 8;")
             .unwrap();
         let left: i64 = conn
-            .query_row("SELECT count(*) FROM idempotency_keys", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM first_answers", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(left, 1);
+        assert_eq!(left, 0);
     }
 }

@@ -95,6 +95,17 @@ impl Tx<'_> {
                     before.status
                 )));
             }
+            if before.idempotency_key.is_some() {
+                // A replay of the key must keep answering the order as it
+                // was placed: keep that answer before the items change.
+                let answer = self.first_answer(&before)?;
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO first_answers (order_id, answer) VALUES (?1, ?2)
+                         ON CONFLICT (order_id) DO NOTHING",
+                    )?
+                    .execute(params![id.get(), answer])?;
+            }
             let (lines, mut failures) = self.resolve_lines(items)?;
             let old: HashMap<ProductId, i64> =
                 before.items.iter().map(|i| (i.product_id, i.quantity)).collect();

@@ -76,26 +76,20 @@ impl Tx<'_> {
             let fingerprint = fingerprint(customer.id, new.paid, &lines, &failures);
 
             if let Some(key) = &new.idempotency_key {
-                let existing: Option<(i64, String, String)> = self
+                let existing: Option<(i64, Option<String>)> = self
                     .conn
                     .prepare_cached(
-                        "SELECT order_id, fingerprint, answer FROM idempotency_keys
-                         WHERE scope = ?1 AND key = ?2",
+                        "SELECT id, request_fingerprint FROM orders
+                         WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
                     )?
                     .query_row(params![self.actor.label(), key], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        Ok((r.get(0)?, r.get(1)?))
                     })
                     .optional()?;
-                if let Some((order_id, stored, answer)) = existing {
-                    if stored == fingerprint {
+                if let Some((order_id, stored)) = existing {
+                    if stored.as_deref() == Some(fingerprint.as_str()) {
                         let order = get_order(self.conn, OrderId(order_id))?;
-                        // Keys copied from before answers were kept may
-                        // have none: the order as it is stands in.
-                        let placed_json = if answer.is_empty() {
-                            to_json(&order)?
-                        } else {
-                            answer
-                        };
+                        let placed_json = self.first_answer(&order)?;
                         return Ok(PlaceOutcome {
                             order,
                             replayed: true,
@@ -122,7 +116,8 @@ impl Tx<'_> {
                     .ok_or_else(|| Error::invalid("order total is too large"))?;
             }
 
-            let (order_id, tracking_code) = self.insert_order(customer.id, status, total, new)?;
+            let (order_id, tracking_code) =
+                self.insert_order(customer.id, status, total, new, &fingerprint)?;
             let reserve = status != Status::Cancelled;
             for line in &lines {
                 if reserve
@@ -182,20 +177,6 @@ impl Tx<'_> {
                 &placed_json,
             )?;
             self.enqueue_notification(&order, Some(&customer.email), None)?;
-            if let Some(key) = &new.idempotency_key {
-                self.conn
-                    .prepare_cached(
-                        "INSERT INTO idempotency_keys (scope, key, order_id, fingerprint, answer)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
-                    .execute(params![
-                        self.actor.label(),
-                        key,
-                        order_id.get(),
-                        fingerprint,
-                        placed_json
-                    ])?;
-            }
             Ok(PlaceOutcome {
                 order,
                 replayed: false,
@@ -204,23 +185,51 @@ impl Tx<'_> {
         })
     }
 
+    /// The first answer to a keyed placement, for a replay: kept whole
+    /// once the order's items were edited, otherwise the order as it is
+    /// with the status it was placed in, version 1 and its placement time
+    /// (nothing else of a placement's answer changes).
+    pub(super) fn first_answer(&self, order: &Order) -> Result<String> {
+        let (placed_status, kept): (Option<String>, Option<String>) = self
+            .conn
+            .prepare_cached(
+                "SELECT o.placed_status, a.answer
+                 FROM orders o LEFT JOIN first_answers a ON a.order_id = o.id
+                 WHERE o.id = ?1",
+            )?
+            .query_row([order.id.get()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if let Some(answer) = kept {
+            return Ok(answer);
+        }
+        let mut first = order.clone();
+        if let Some(status) = placed_status {
+            first.status = status.parse()?;
+            first.payment_collected = matches!(first.status, Status::Paid | Status::Fulfilled);
+        }
+        first.version = 1;
+        first.updated_at = first.created_at;
+        to_json(&first)
+    }
+
     fn insert_order(
         &self,
         customer: CustomerId,
         status: Status,
         total: crate::Money,
         new: &NewOrder,
+        fingerprint: &str,
     ) -> Result<(OrderId, String)> {
         let paid = matches!(status, Status::Paid | Status::Fulfilled);
         Ok(self
             .conn
             .prepare_cached(
                 "INSERT INTO orders (customer_id, status, total, currency, payment_collected,
-                     tracking_code, idempotency_key, version, created_at, updated_at)
+                     tracking_code, idempotency_scope, idempotency_key, request_fingerprint,
+                     placed_status, version, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5,
                          printf('TRK%010X%s', (SELECT COALESCE(MAX(id), 0) + 1 FROM orders),
                                 upper(hex(randomblob(8)))),
-                         ?6, 1, ?7, ?7)
+                         ?6, ?7, ?8, CASE WHEN ?7 IS NULL THEN NULL ELSE ?2 END, 1, ?9, ?9)
                  RETURNING id, tracking_code",
             )?
             .query_row(
@@ -230,7 +239,9 @@ impl Tx<'_> {
                     total.minor(),
                     self.currency.code(),
                     paid,
+                    self.actor.label(),
                     new.idempotency_key,
+                    fingerprint,
                     self.now.millis()
                 ],
                 |r| Ok((OrderId(r.get(0)?), r.get(1)?)),
