@@ -37,6 +37,7 @@ pub use feed::{Feed, Published, Subscription};
 pub use writer::{WriteFailure, WriteObserver};
 
 use crate::store::WriterRole;
+use crate::store::postgres::Postgres;
 use crate::store::sqlite::engine::Sqlite;
 use crate::store::{
     Backend, ChangeReads, CustomerQuery, CustomerReads, DriftReport, NotificationReads, OrderReads,
@@ -189,9 +190,7 @@ struct Served {
 fn backend_for(location: &Location) -> Result<Arc<dyn Backend>> {
     match location {
         Location::File(path) => Ok(Arc::new(Sqlite::File(path.clone()))),
-        Location::Postgres(_) => Err(Error::invalid(format!(
-            "{location}: this build of oms has no PostgreSQL backend"
-        ))),
+        Location::Postgres(url) => Ok(Arc::new(Postgres::new(url, location.display())?)),
     }
 }
 
@@ -361,7 +360,7 @@ impl Db {
     pub async fn write_async<T, F>(&self, actor: Actor, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+        F: FnMut(&WriteTx<'_>) -> Result<T> + Send + 'static,
     {
         let served = match &self.mode {
             Mode::Direct(_) => return self.write(&actor, work),

@@ -16,6 +16,7 @@
 //! - a failed operation of a transaction leaves nothing of itself behind:
 //!   the backend rolls back (or refuses to commit) what it had written.
 
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use std::fmt;
@@ -31,6 +32,32 @@ use crate::{
     OrderExportRow, OrderFilter, OrderId, PaymentId, Product, ProductId, ProductPatch, ProductRef,
     Restock, Result, Seq, Sku, Status, Timestamp, TokenGrant, User, UserId, UserPatch,
 };
+
+/// Why stock moved, as stored in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Create,
+    Reserve,
+    Release,
+    Ship,
+    Restock,
+    Import,
+    Edit,
+}
+
+impl Reason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::Create => "create",
+            Reason::Reserve => "reserve",
+            Reason::Release => "release",
+            Reason::Ship => "ship",
+            Reason::Restock => "restock",
+            Reason::Import => "import",
+            Reason::Edit => "edit",
+        }
+    }
+}
 
 /// Most lines on one order.
 pub const MAX_LINES: usize = 500;
@@ -431,6 +458,8 @@ pub(crate) trait GroupJob: Send {
     fn actor(&self) -> &Actor;
     /// Does the work inside the job's own rollback scope. Returns false to
     /// undo this job's writes (keeping its outcome to report after commit).
+    /// May be called again after the scope was undone (a backend's retry
+    /// of a deadlock); the last call's outcome is the job's.
     fn run(&mut self, tx: &WriteTx<'_>) -> bool;
 }
 

@@ -34,6 +34,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::{Actor, DriftReport, GroupJob, ReadConnection, SettingReads, WriteConnection, WriteTx};
+use crate::search::like_pattern;
 use crate::{Currency, Error, Result, Timestamp};
 
 pub(crate) use schema::SCHEMA_VERSION;
@@ -557,22 +558,6 @@ fn register_functions(conn: &Connection) -> Result<()> {
         },
     )?;
     Ok(())
-}
-
-/// The `LIKE ... ESCAPE '\'` pattern that finds `text` anywhere in an
-/// `oms_fold`ed column: folded, with `%`, `_` and `\` escaped.
-fn like_pattern(text: &str) -> String {
-    let text = crate::search::fold(text);
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,1 @@
+//! Listing pages (stub: being ported).
