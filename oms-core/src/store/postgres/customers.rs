@@ -1,4 +1,5 @@
 //! Customers (stub: being ported).
+use super::session::Session;
 use super::{Access, Tx, pending};
 use crate::store::{CustomerQuery, CustomerReads, CustomerWrites, Upserted};
 use crate::{Customer, CustomerId, CustomerPatch, CustomerRef, NewCustomer, Result};
@@ -35,4 +36,14 @@ impl CustomerWrites for Tx<'_> {
     fn upsert_customer(&self, _new: &NewCustomer) -> Result<Upserted> {
         Err(pending())
     }
+}
+
+/// A customer by id or e-mail, if there is one.
+pub(crate) fn find(_s: &mut Session, _customer: &CustomerRef) -> Result<Option<Customer>> {
+    Err(pending())
+}
+
+/// A customer by id or e-mail ([`crate::Error::NotFound`] when there is none).
+pub(crate) fn get(_s: &mut Session, _customer: &CustomerRef) -> Result<Customer> {
+    Err(pending())
 }

@@ -1,4 +1,5 @@
 //! Products (stub: being ported).
+use super::session::Session;
 use super::{Access, Tx, pending};
 use crate::store::{ProductQuery, ProductReads, ProductWrites, Upserted};
 use crate::{Money, NewProduct, Product, ProductPatch, ProductRef, Restock, Result, Sku};
@@ -42,4 +43,22 @@ impl ProductWrites for Tx<'_> {
     ) -> Result<Upserted> {
         Err(pending())
     }
+}
+
+/// A product by SKU or id, if there is one.
+pub(crate) fn find(
+    _s: &mut Session,
+    _product: &ProductRef,
+    _currency: crate::Currency,
+) -> Result<Option<Product>> {
+    Err(pending())
+}
+
+/// A product by SKU or id ([`crate::Error::NotFound`] when there is none).
+pub(crate) fn get(
+    _s: &mut Session,
+    _product: &ProductRef,
+    _currency: crate::Currency,
+) -> Result<Product> {
+    Err(pending())
 }
