@@ -16,6 +16,7 @@
 //! - a failed operation of a transaction leaves nothing of itself behind:
 //!   the backend rolls back (or refuses to commit) what it had written.
 
+mod order_rules;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 

@@ -74,7 +74,6 @@ use std::time::Duration;
 pub(crate) use engine::Postgres;
 
 use super::{Actor, DriftReport, GroupJob, ReadConnection, SettingReads, WriteConnection, WriteTx};
-use crate::search::like_pattern;
 use crate::{Currency, Error, Result, Timestamp};
 use session::Session;
 
