@@ -86,21 +86,23 @@ fn only_the_backends_know_their_engines() {
     let mut outside = Vec::new();
     sources(&src, Some(&sqlite), &mut outside);
     outside.retain(|f| !f.starts_with(&postgres));
-    assert!(outside.iter().any(|f| f.ends_with("db/mod.rs")), "{outside:?}");
+    assert!(
+        outside.iter().any(|f| f.ends_with("db/mod.rs")),
+        "{outside:?}"
+    );
     let mut found = offenders(&outside);
     // db/mod.rs picks the backend for a location, by name only.
-    found.extend(
-        naming(&outside, PG_WORDS)
-            .into_iter()
-            .filter(|line| {
-                !(line.contains("use crate::store::postgres::Postgres;")
-                    || line.contains("Arc::new(Postgres::new("))
-            }),
-    );
+    found.extend(naming(&outside, PG_WORDS).into_iter().filter(|line| {
+        !(line.contains("use crate::store::postgres::Postgres;")
+            || line.contains("Arc::new(Postgres::new("))
+    }));
     let mut in_postgres = Vec::new();
     sources(&postgres, None, &mut in_postgres);
     assert!(in_postgres.len() > 5, "{in_postgres:?}");
-    found.extend(naming(&in_postgres, &["rusqlite", "pragma", "data_version"]));
+    found.extend(naming(
+        &in_postgres,
+        &["rusqlite", "pragma", "data_version"],
+    ));
     let mut in_sqlite = Vec::new();
     sources(&sqlite, None, &mut in_sqlite);
     found.extend(naming(&in_sqlite, PG_WORDS));
