@@ -23,7 +23,8 @@ mod store;
 mod timestamp;
 
 pub use db::{
-    Db, Feed, Location, Published, ServeOptions, Subscription, WriteFailure, WriteObserver,
+    Db, Feed, KeyClaim, Location, Published, ServeOptions, Subscription, WriteFailure,
+    WriteObserver,
 };
 pub use error::{Error, ErrorKind, LineFailure, Result};
 pub use ids::{CustomerId, NotificationId, OrderId, PaymentId, ProductId, Seq, UserId};

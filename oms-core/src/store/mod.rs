@@ -541,4 +541,17 @@ pub(crate) trait Backend: Send + Sync {
     /// True when a read never waits for a lock or the network, so a short
     /// lookup may run on the caller's (async) thread.
     fn reads_never_wait(&self) -> bool;
+    /// Claims `name` among every process serving this store until the
+    /// returned guard is dropped; `None` while another process holds it.
+    /// An engine that one process serves alone has nothing to claim: the
+    /// claims of [`crate::Db`] within the process suffice.
+    fn claim(&self, name: &str) -> Result<Option<Box<dyn ClaimGuard>>> {
+        let _ = name;
+        Ok(Some(Box::new(())))
+    }
 }
+
+/// Holds a claim of [`Backend::claim`] until dropped.
+pub(crate) trait ClaimGuard: Send + Sync {}
+
+impl ClaimGuard for () {}

@@ -3,27 +3,67 @@
 //! process commits. PostgreSQL needs no upkeep from oms (autovacuum and
 //! checkpoints are the server's).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::session::{Session, Target};
 use super::{Conn, schema};
 use crate::db::Feed;
-use crate::store::{Backend, ReadConnection, WriteConnection, WriterRole};
+use crate::store::{Backend, ClaimGuard, ReadConnection, WriteConnection, WriterRole};
 use crate::{Error, Result, Seq};
 
 /// A PostgreSQL database named by a `postgres://` URL.
 pub(crate) struct Postgres {
     target: Arc<Target>,
+    /// The session that holds this process's claims (advisory locks live
+    /// as long as the session that took them), opened on first use.
+    claims: Arc<Mutex<Option<Session>>>,
 }
 
 impl Postgres {
     pub(crate) fn new(url: &str, shown: String) -> Result<Postgres> {
         Ok(Postgres {
             target: Arc::new(Target::parse(url, shown)?),
+            claims: Arc::default(),
         })
+    }
+}
+
+/// A claim: a session-level advisory lock on a 64-bit hash of its name,
+/// held by this process's claims session. Another name with the same hash
+/// (one in 2^64) is refused as if it were held: a retry is asked to come
+/// back later, nothing worse.
+struct AdvisoryClaim {
+    claims: Arc<Mutex<Option<Session>>>,
+    name: String,
+}
+
+impl ClaimGuard for AdvisoryClaim {}
+
+impl Drop for AdvisoryClaim {
+    fn drop(&mut self) {
+        // Released on a thread of its own: the claim may be dropped on an
+        // async thread, which must not wait for the server.
+        let claims = Arc::clone(&self.claims);
+        let name = std::mem::take(&mut self.name);
+        let _ = std::thread::Builder::new()
+            .name("oms-claim".into())
+            .spawn(move || {
+                let Ok(mut session) = claims.lock() else {
+                    return;
+                };
+                if let Some(s) = session.as_mut()
+                    && let Err(e) = s.query_one(
+                        "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+                        &[&name],
+                    )
+                {
+                    // A broken session released its locks with it.
+                    tracing::debug!(error = %e, "cannot release a claim");
+                }
+            });
     }
 }
 
@@ -56,6 +96,31 @@ impl Backend for Postgres {
     fn reads_never_wait(&self) -> bool {
         // A read is a round trip to a server that may be slow or gone.
         false
+    }
+
+    fn claim(&self, name: &str) -> Result<Option<Box<dyn ClaimGuard>>> {
+        let mut session = self
+            .claims
+            .lock()
+            .map_err(|_| Error::Database("the claims session was poisoned".into()))?;
+        if session.is_none() {
+            *session = Some(self.target.connect()?);
+        }
+        let Some(s) = session.as_mut() else {
+            return Err(Error::Unavailable("no claims session".into()));
+        };
+        let taken: bool = s
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                &[&name],
+            )?
+            .get(0);
+        Ok(taken.then(|| {
+            Box::new(AdvisoryClaim {
+                claims: Arc::clone(&self.claims),
+                name: name.to_string(),
+            }) as Box<dyn ClaimGuard>
+        }))
     }
 }
 
