@@ -55,6 +55,7 @@ impl Target {
             client: None,
             statements: HashMap::new(),
             conflicted: false,
+            in_transaction: false,
         };
         off_async(|| session.client().map(|_| ()))?;
         Ok(session)
@@ -172,6 +173,8 @@ pub(crate) struct Session {
     /// Set when a statement failed with a deadlock or serialization
     /// failure; whoever runs the transaction may run its work again.
     conflicted: bool,
+    /// Between a `BEGIN` and its `COMMIT`/`ROLLBACK`.
+    in_transaction: bool,
 }
 
 /// Query parameters.
@@ -203,6 +206,7 @@ impl Session {
             drop_off_async(client);
         }
         self.statements.clear();
+        self.in_transaction = false;
     }
 
     /// The prepared statement of `sql`, prepared once per connection.
@@ -216,9 +220,19 @@ impl Session {
     }
 
     /// Runs `f` and forgets the connection when it broke meanwhile, so the
-    /// next call reconnects.
-    fn guarded<T: Send>(&mut self, f: impl FnOnce(&mut Self) -> Result<T> + Send) -> Result<T> {
-        let result = off_async(|| f(self));
+    /// next call reconnects. A connection found broken outside a
+    /// transaction (the server restarted since its last use) is replaced
+    /// and `f` runs once more on the new one: nothing of it had run, so
+    /// the first request after a restart succeeds instead of failing once
+    /// per pooled connection. Inside a transaction the error stands: the
+    /// server rolled the transaction back, and its owner must start over.
+    fn guarded<T: Send>(&mut self, f: impl Fn(&mut Self) -> Result<T> + Send + Sync) -> Result<T> {
+        let reused = self.client.is_some() && !self.in_transaction;
+        let mut result = off_async(|| f(self));
+        if reused && matches!(result, Err(Error::Unavailable(_))) {
+            self.drop_client();
+            result = off_async(|| f(self));
+        }
         match &result {
             Err(Error::Unavailable(_)) => self.drop_client(),
             Err(e) if retryable(e) => self.conflicted = true,
@@ -258,7 +272,14 @@ impl Session {
     /// Statements without parameters, in one round trip (the simple query
     /// protocol): transaction control, savepoints, migrations.
     pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
-        self.guarded(|s| s.client()?.batch_execute(sql).map_err(pg_error))
+        self.guarded(|s| s.client()?.batch_execute(sql).map_err(pg_error))?;
+        // Transaction control is only ever sent through here.
+        if sql.starts_with("BEGIN") {
+            self.in_transaction = true;
+        } else if sql == "COMMIT" || sql == "ROLLBACK" {
+            self.in_transaction = false;
+        }
+        Ok(())
     }
 
     /// Waits up to `wait` for a notification (LISTEN), then takes every
