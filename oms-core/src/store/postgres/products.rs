@@ -350,3 +350,65 @@ impl ProductWrites for Tx<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::paging::scratch::Scratch;
+    use crate::prelude::*;
+    use crate::store::Upserted;
+    use crate::{Actor, NewProduct, ProductRef, Restock, Sku};
+
+    /// The product returned by add is built in memory; it must be what
+    /// reading it back gives (booleans and bigints round-trip).
+    #[test]
+    fn added_product_equals_the_stored_one() {
+        let Some(scratch) = Scratch::create("added_product_equals_the_stored_one") else {
+            return;
+        };
+        let db = scratch.open();
+        let added = db
+            .write(&Actor::cli(), |tx| {
+                tx.add_product(&NewProduct {
+                    sku: Sku::parse("A-1")?,
+                    name: "Apple".into(),
+                    price: tx.currency().parse_amount("2.50")?,
+                    stock_on_hand: 7,
+                    active: false,
+                })
+            })
+            .unwrap();
+        assert_eq!(db.product(&ProductRef::Id(added.id)).unwrap(), added);
+    }
+
+    /// An upsert reads the product, then updates it and sets its stock
+    /// through other methods of the same transaction: no session borrow
+    /// may outlive the read (that would panic), and both changes land.
+    #[test]
+    fn an_upsert_updates_fields_and_stock_in_one_transaction() {
+        let Some(scratch) = Scratch::create("an_upsert_updates_fields_and_stock") else {
+            return;
+        };
+        let db = scratch.open();
+        let sku = Sku::parse("A-1").unwrap();
+        let upserted = |name: &str, stock: Option<i64>| {
+            db.write(&Actor::cli(), |tx| {
+                let price = tx.currency().parse_amount("1.00")?;
+                tx.upsert_product(&sku, name, price, stock, None)
+            })
+            .unwrap()
+        };
+        assert_eq!(upserted("Apple", Some(3)), Upserted::Created);
+        assert_eq!(upserted("Apple", Some(3)), Upserted::Unchanged);
+        assert_eq!(upserted("Green apple", Some(5)), Upserted::Updated);
+        let p = db.product(&ProductRef::Key("A-1".into())).unwrap();
+        assert_eq!((p.name.as_str(), p.stock_on_hand), ("Green apple", 5));
+        // A refused restock writes nothing, and the shop still verifies.
+        let err = db
+            .write(&Actor::cli(), |tx| {
+                tx.restock(&ProductRef::Id(p.id), Restock::Add(-6))
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot go below zero"), "{err}");
+        assert!(db.verify().unwrap().problems.is_empty());
+    }
+}
