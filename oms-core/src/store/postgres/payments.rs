@@ -489,3 +489,311 @@ impl PaymentWrites for Tx<'_> {
         })
     }
 }
+
+/// Against a real server (`OMS_TEST_PG`); rows set up with plain SQL, so
+/// nothing here needs order placement. The paths that apply a payment (and
+/// so move the order) are exercised by the suites that place orders.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::session::Target;
+    use super::super::testdb::{SHOP, TestDb};
+    use super::*;
+    use crate::payment::{OrderRef, PaymentStatus};
+    use crate::prelude::*;
+    use crate::{Actor, Db, ErrorKind};
+
+    fn shop(test: &str) -> Option<(TestDb, Db)> {
+        let t = TestDb::create(test)?;
+        let db = t.open();
+        t.sql(SHOP);
+        Some((t, db))
+    }
+
+    fn payment(id: &str, order: i64, amount: i64) -> ProviderPayment {
+        ProviderPayment {
+            provider: Provider::Razorpay,
+            provider_payment_id: id.into(),
+            order: OrderRef::Id(OrderId(order)),
+            amount,
+            currency: Currency::USD,
+        }
+    }
+
+    fn refund(id: &str, payment: &str, amount: i64) -> PaymentEvent {
+        PaymentEvent::Refunded(ProviderRefund {
+            provider: Provider::Razorpay,
+            provider_refund_id: id.into(),
+            provider_payment_id: payment.into(),
+            amount,
+        })
+    }
+
+    fn delivery(event_id: &str, event: PaymentEvent) -> Delivery {
+        Delivery {
+            event_id: Some(event_id.into()),
+            event_name: "test".into(),
+            event,
+        }
+    }
+
+    fn deliver(db: &Db, event_id: &str, event: PaymentEvent) -> DeliveryOutcome {
+        let delivery = delivery(event_id, event);
+        db.write(&Actor::system("razorpay"), |tx| {
+            tx.apply_payment_event(&delivery)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_replayed_delivery_changes_nothing_twice_and_leaves_the_transaction_usable() {
+        let Some((t, db)) = shop("payments::replayed") else {
+            return;
+        };
+        // Order 2 is PAID: the capture is recorded, not applied.
+        let first = deliver(&db, "e1", PaymentEvent::Captured(payment("pay_1", 2, 1250)));
+        assert_eq!(
+            (first.status, first.effect),
+            (DeliveryStatus::Processed, "not_payable")
+        );
+        let seq = db.last_seq().unwrap();
+        // The same event id (whatever it says now), and the same payment
+        // under a new event id, twice in one transaction: both duplicates,
+        // and the transaction goes on (ON CONFLICT does not abort it).
+        let (again, other, after) = db
+            .write(&Actor::system("razorpay"), |tx| {
+                let again = tx.apply_payment_event(&delivery(
+                    "e1",
+                    PaymentEvent::Captured(payment("pay_9", 1, 1250)),
+                ))?;
+                let other = tx.apply_payment_event(&delivery(
+                    "e2",
+                    PaymentEvent::Captured(payment("pay_1", 2, 1250)),
+                ))?;
+                let after = tx.apply_payment_event(&delivery(
+                    "e3",
+                    PaymentEvent::Failed(payment("pay_2", 99, 700)),
+                ))?;
+                Ok((again, other, after))
+            })
+            .unwrap();
+        assert_eq!(
+            (again.status, again.effect, again.payment),
+            (DeliveryStatus::Duplicate, "duplicate", None)
+        );
+        assert_eq!(other.status, DeliveryStatus::Duplicate);
+        assert_eq!(other.payment.unwrap().id, first.payment.unwrap().id);
+        assert_eq!(
+            (after.status, after.effect),
+            (DeliveryStatus::Processed, "failed")
+        );
+        assert_eq!(t.number("SELECT count(*) FROM webhook_events"), 3);
+        assert_eq!(t.number("SELECT count(*) FROM payments"), 2);
+        // Only the failed attempt wrote a change.
+        let changes = db.changes_after(seq, 100, None).unwrap();
+        assert_eq!(
+            changes
+                .iter()
+                .map(|c| (c.kind.as_str(), c.entity_id, c.customer_id))
+                .collect::<Vec<_>>(),
+            [("payment.received", 2, None)]
+        );
+    }
+
+    #[test]
+    fn a_refund_before_its_payment_is_counted_when_the_payment_arrives() {
+        let Some((t, db)) = shop("payments::refund_first") else {
+            return;
+        };
+        let early = deliver(&db, "e1", refund("r1", "pay_1", 500));
+        assert_eq!(
+            (early.status, early.effect, early.payment),
+            (DeliveryStatus::Processed, "refund_pending", None)
+        );
+        let again = deliver(&db, "e1-other-id", refund("r1", "pay_1", 500));
+        assert_eq!(
+            (again.status, again.effect),
+            (DeliveryStatus::Duplicate, "duplicate")
+        );
+        let captured = deliver(&db, "e2", PaymentEvent::Captured(payment("pay_1", 2, 1250)));
+        let p = captured.payment.unwrap();
+        assert_eq!(
+            (p.outcome, p.status, p.refunded_amount.minor()),
+            (PaymentOutcome::NotPayable, PaymentStatus::Captured, 500)
+        );
+        let rest = deliver(&db, "e3", refund("r2", "pay_1", 750));
+        let p = rest.payment.unwrap();
+        assert_eq!(rest.effect, "refund");
+        assert_eq!(
+            (p.refunded_amount.minor(), p.status),
+            (1250, PaymentStatus::Refunded)
+        );
+        // More than was captured is capped; the refund is still recorded once.
+        let over = deliver(&db, "e4", refund("r3", "pay_1", 100));
+        assert_eq!(over.payment.unwrap().refunded_amount.minor(), 1250);
+        assert_eq!(t.number("SELECT count(*) FROM payment_refunds"), 3);
+        // The change rows carry the order's customer; the order is untouched.
+        let changes = db.changes_after(crate::Seq(0), 100, None).unwrap();
+        assert_eq!(
+            changes
+                .iter()
+                .map(|c| (c.kind.as_str(), c.customer_id))
+                .collect::<Vec<_>>(),
+            [
+                ("payment.received", Some(CustomerId(1))),
+                ("payment.updated", Some(CustomerId(1))),
+                ("payment.updated", Some(CustomerId(1)))
+            ]
+        );
+        assert_eq!(
+            t.number(
+                "SELECT count(*) FROM orders WHERE id = 2 AND status = 'PAID' AND version = 1"
+            ),
+            1
+        );
+    }
+
+    #[test]
+    fn a_failed_attempt_later_captured_updates_its_row_and_a_late_failure_changes_nothing() {
+        let Some((_t, db)) = shop("payments::late") else {
+            return;
+        };
+        let failed = deliver(&db, "e1", PaymentEvent::Failed(payment("pay_1", 3, 2500)));
+        let failed = failed.payment.unwrap();
+        assert_eq!(
+            (failed.status, failed.outcome),
+            (PaymentStatus::Failed, PaymentOutcome::Failed)
+        );
+        let captured = deliver(&db, "e2", PaymentEvent::Captured(payment("pay_1", 3, 2500)));
+        let captured = captured.payment.unwrap();
+        assert_eq!(captured.id, failed.id, "one provider payment, one row");
+        assert_eq!(
+            (
+                captured.status,
+                captured.outcome,
+                captured.event_id.as_deref()
+            ),
+            (
+                PaymentStatus::Captured,
+                PaymentOutcome::NotPayable,
+                Some("e2")
+            )
+        );
+        let seq = db.last_seq().unwrap();
+        let late = deliver(&db, "e3", PaymentEvent::Failed(payment("pay_1", 3, 2500)));
+        assert_eq!(
+            (late.status, late.effect),
+            (DeliveryStatus::Processed, "late_failure")
+        );
+        assert_eq!(db.last_seq().unwrap(), seq);
+        assert_eq!(db.payment(failed.id).unwrap(), captured);
+        let kinds: Vec<String> = db
+            .changes_after(crate::Seq(0), 100, None)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.kind)
+            .collect();
+        assert_eq!(kinds, ["payment.received", "payment.updated"]);
+    }
+
+    #[test]
+    fn a_manual_payment_must_be_the_exact_total_of_a_pending_order() {
+        let Some((t, db)) = shop("payments::manual") else {
+            return;
+        };
+        t.sql(
+            "INSERT INTO payments (order_id, provider, provider_payment_id, amount, currency,
+                 status, outcome, created_at, updated_at)
+             VALUES (2, 'manual', 'TRANSFER-7', 1250, 'USD', 'captured', 'applied', 0, 0)",
+        );
+        let before = db.last_seq().unwrap();
+        let attempt = |order: i64, amount: &str, reference: Option<&str>| {
+            db.write(&Actor::cli(), |tx| {
+                tx.record_manual_payment(OrderId(order), amount, reference)
+            })
+            .unwrap_err()
+        };
+        let err = attempt(1, "12.49", None);
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert_eq!(
+            err.to_string(),
+            Error::Conflict(
+                "12.49 USD is not the total of order 1 (12.50 USD); record exactly the total"
+                    .into()
+            )
+            .to_string()
+        );
+        assert_eq!(attempt(1, "12.5x", None).kind(), ErrorKind::Invalid);
+        assert_eq!(
+            attempt(9, "12.50", None).to_string(),
+            Error::not_found("order", 9).to_string()
+        );
+        assert_eq!(
+            attempt(2, "12.50", None).to_string(),
+            Error::Conflict(
+                "order 2 is PAID; only a PENDING order can be paid, nothing was recorded".into()
+            )
+            .to_string()
+        );
+        assert!(matches!(
+            attempt(1, "12.50", Some(" TRANSFER-7 ")),
+            Error::Duplicate { value, .. } if value == "TRANSFER-7"
+        ));
+        assert_eq!(db.last_seq().unwrap(), before, "nothing written");
+        assert_eq!(t.number("SELECT count(*) FROM payments"), 1);
+    }
+
+    #[test]
+    fn lists_filter_and_page_by_id_and_payments_are_counted_per_order() {
+        let Some((t, db)) = shop("payments::list") else {
+            return;
+        };
+        deliver(&db, "e1", PaymentEvent::Captured(payment("pay_a", 2, 1250)));
+        deliver(
+            &db,
+            "e2",
+            PaymentEvent::Captured(payment("pay_b", 99, 1250)),
+        );
+        deliver(&db, "e3", PaymentEvent::Failed(payment("pay_c", 2, 1250)));
+        let ids = |filter: PaymentFilter| -> Vec<String> {
+            db.payments(&filter)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.provider_payment_id)
+                .collect()
+        };
+        assert_eq!(ids(PaymentFilter::default()), ["pay_a", "pay_b", "pay_c"]);
+        let of_2 = PaymentFilter {
+            order: Some(OrderId(2)),
+            ..Default::default()
+        };
+        assert_eq!(ids(of_2), ["pay_a", "pay_c"]);
+        let unknown = PaymentFilter {
+            outcome: Some(PaymentOutcome::UnknownOrder),
+            ..Default::default()
+        };
+        assert_eq!(ids(unknown), ["pay_b"]);
+        let first = db.payments(&PaymentFilter::default()).unwrap()[0].id;
+        let page = PaymentFilter {
+            after: Some(first),
+            limit: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(ids(page), ["pay_b"]);
+        let none = PaymentFilter {
+            order: Some(OrderId(2)),
+            outcome: Some(PaymentOutcome::Applied),
+            ..Default::default()
+        };
+        assert!(ids(none).is_empty());
+        assert_eq!(
+            db.payment(PaymentId(999)).unwrap_err().to_string(),
+            Error::not_found("payment", PaymentId(999)).to_string()
+        );
+        let target = Arc::new(Target::parse(&t.url, "test".into()).unwrap());
+        let mut s = target.connect().unwrap();
+        assert_eq!(count_for_order(&mut s, OrderId(2)).unwrap(), 2);
+        assert_eq!(count_for_order(&mut s, OrderId(1)).unwrap(), 0);
+    }
+}
