@@ -134,13 +134,12 @@ impl Tx<'_> {
                     &now,
                 ],
             )?,
-            // The parameters of an INSERT ... SELECT get no type from the
-            // target columns: cast them.
+            // PostgreSQL types the SELECT's parameters from the target
+            // columns, as it does a VALUES list's.
             None => self.session().execute(
                 "INSERT INTO notifications (order_id, customer_id, recipient, kind, reason,
                      next_attempt_at, created_at)
-                 SELECT $1::bigint, id, email, $3::text, $4::text, $5::bigint, $5::bigint
-                 FROM customers WHERE id = $2",
+                 SELECT $1, id, email, $3, $4, $5, $5 FROM customers WHERE id = $2",
                 &[
                     &order.id.get(),
                     &order.customer_id.get(),
@@ -379,3 +378,413 @@ for_conn_and_tx!(NotificationReads {
         Ok(out)
     }
 });
+
+/// Against a real server (`OMS_TEST_PG`): orders set up with plain SQL,
+/// outbox rows queued through [`Tx::enqueue_notification`] on this
+/// backend's own transaction, claims and outcomes through `Db::write`.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testdb::{SHOP, TestDb};
+    use super::*;
+    use crate::prelude::*;
+    use crate::{Actor, Currency, Db, Status};
+
+    const LEASE: Duration = Duration::from_secs(60);
+
+    fn shop(test: &str) -> Option<(TestDb, Db)> {
+        let t = TestDb::create(test)?;
+        let db = t.open();
+        t.sql(SHOP);
+        Some((t, db))
+    }
+
+    /// An order as the status machine hands it to the outbox (only the
+    /// id, customer and status matter to it).
+    fn order(id: i64, customer: i64, status: Status) -> Order {
+        Order {
+            id: OrderId(id),
+            customer_id: CustomerId(customer),
+            status,
+            items: Vec::new(),
+            total: Currency::USD.from_minor(0),
+            currency: Currency::USD,
+            payment_collected: false,
+            tracking_code: String::new(),
+            idempotency_key: None,
+            version: 1,
+            created_at: Timestamp::from_millis(0),
+            updated_at: Timestamp::from_millis(0),
+        }
+    }
+
+    /// Queues one `order.placed` row for order 1, `n` times.
+    fn queue(t: &TestDb, n: usize) {
+        t.with_tx(|tx| {
+            for _ in 0..n {
+                tx.enqueue_notification(&order(1, 1, Status::Pending), None, None)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    fn rows(db: &Db) -> Vec<Notification> {
+        db.notifications(&NotificationFilter::default()).unwrap()
+    }
+
+    fn claim(db: &Db, owner: &str, limit: usize, lease: Duration) -> Vec<ClaimedNotification> {
+        db.write(&Actor::system("mail"), |tx| {
+            tx.claim_notifications(&Claim {
+                owner,
+                limit,
+                lease_until: tx.now().plus(lease),
+                message_id_domain: "shop.example",
+            })
+        })
+        .unwrap()
+    }
+
+    fn record(db: &Db, owner: &str, outcomes: &[(NotificationId, MailOutcome)]) -> Recorded {
+        db.write(&Actor::system("mail"), |tx| {
+            tx.record_deliveries(owner, outcomes)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn enqueue_writes_one_row_with_the_customers_email_or_the_given_one() {
+        let Some((t, db)) = shop("notifications::enqueue") else {
+            return;
+        };
+        let seq = db.last_seq().unwrap();
+        t.with_tx(|tx| {
+            tx.enqueue_notification(&order(1, 1, Status::Pending), None, None)?;
+            tx.enqueue_notification(&order(2, 1, Status::Paid), Some("given@example.com"), None)?;
+            tx.enqueue_notification(&order(3, 2, Status::Cancelled), None, Some("expired"))?;
+            tx.enqueue_notification(&order(3, 2, Status::Cancelled), None, Some("by hand"))
+        })
+        .unwrap();
+        let every = rows(&db);
+        assert_eq!(
+            every
+                .iter()
+                .map(|n| (n.order_id.get(), n.recipient.as_str(), n.kind.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (1, "c@example.com", "order.placed"),
+                (2, "given@example.com", "order.paid"),
+                (3, "d@example.com", "order.cancelled"),
+                (3, "d@example.com", "order.cancelled")
+            ]
+        );
+        assert!(every.iter().all(|n| n.status == NotificationStatus::Pending
+            && n.attempts == 0
+            && n.message_id.is_none()
+            && n.sent_at.is_none()
+            && n.next_attempt_at == n.created_at));
+        assert_eq!(
+            t.number("SELECT count(*) FROM notifications WHERE reason = 'expired'"),
+            1,
+            "only an expiry's reason is kept"
+        );
+        assert_eq!(
+            t.number("SELECT count(*) FROM notifications WHERE reason IS NOT NULL"),
+            1,
+            "another reason is not stored"
+        );
+        assert_eq!(
+            t.number("SELECT count(*) FROM notifications WHERE customer_id = 2"),
+            2
+        );
+        assert_eq!(
+            db.last_seq().unwrap(),
+            seq,
+            "the outbox is not in the change log"
+        );
+
+        // A customer that is gone: an error, and its transaction writes nothing.
+        let err = t
+            .with_tx(|tx| {
+                tx.enqueue_notification(&order(2, 1, Status::Paid), None, None)?;
+                tx.enqueue_notification(&order(1, 99, Status::Paid), None, None)
+            })
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            Error::Database("customer 99 of order 1 vanished while queueing its mail".into())
+                .to_string()
+        );
+        assert_eq!(rows(&db).len(), 4);
+
+        let expired: Vec<bool> = claim(&db, "x", 10, LEASE)
+            .iter()
+            .map(|c| c.expired)
+            .collect();
+        assert_eq!(expired, [false, false, true, false]);
+    }
+
+    #[test]
+    fn a_claim_leases_rows_so_a_second_dispatcher_does_not_see_them() {
+        let Some((t, db)) = shop("notifications::claim") else {
+            return;
+        };
+        queue(&t, 3);
+        let first = claim(&db, "one", 2, LEASE);
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|c| c.attempts == 1
+            && c.customer_id == Some(CustomerId(1))
+            && c.recipient == "c@example.com"
+            && c.kind == NotificationKind::Placed));
+        assert!(first[0].id < first[1].id, "oldest first");
+        let shop_id = db.setting(SHOP_ID_SETTING).unwrap().unwrap();
+        assert_eq!(shop_id.len(), 16);
+        assert_eq!(
+            first[0].message_id,
+            format!("<notification-{}.{shop_id}@shop.example>", first[0].id)
+        );
+        let second = claim(&db, "two", 10, LEASE);
+        assert_eq!(second.len(), 1, "only the row the first left");
+        assert!(first.iter().all(|c| c.id != second[0].id));
+        assert!(claim(&db, "three", 10, LEASE).is_empty());
+
+        // Outcomes count only from the holder of the lease.
+        let stolen = record(&db, "two", &[(first[0].id, MailOutcome::Sent)]);
+        assert_eq!(
+            stolen,
+            Recorded {
+                recorded: 0,
+                lost_lease: 1
+            }
+        );
+        assert_eq!(
+            db.notification(first[0].id).unwrap().status,
+            NotificationStatus::Pending
+        );
+        let own = record(&db, "one", &[(first[0].id, MailOutcome::Sent)]);
+        assert_eq!(
+            own,
+            Recorded {
+                recorded: 1,
+                lost_lease: 0
+            }
+        );
+        let sent = db.notification(first[0].id).unwrap();
+        assert_eq!(sent.status, NotificationStatus::Sent);
+        assert!(sent.sent_at.is_some());
+        assert_eq!(
+            t.number(&format!(
+                "SELECT count(*) FROM notifications
+                 WHERE id = {} AND lease_owner IS NULL AND lease_until IS NULL",
+                first[0].id
+            )),
+            1
+        );
+        // Recording twice changes nothing more.
+        let again = record(&db, "one", &[(first[0].id, MailOutcome::Sent)]);
+        assert_eq!(again.lost_lease, 1);
+    }
+
+    #[test]
+    fn a_claim_skips_rows_another_transaction_holds_instead_of_waiting() {
+        let Some((t, db)) = shop("notifications::skip_locked") else {
+            return;
+        };
+        queue(&t, 3);
+        let ids: Vec<NotificationId> = rows(&db).iter().map(|n| n.id).collect();
+        // A transaction outside oms's turns holds the oldest row.
+        let mut other = postgres::Client::connect(&t.url, postgres::NoTls).unwrap();
+        let mut held = other.transaction().unwrap();
+        held.execute(
+            "SELECT id FROM notifications WHERE id = $1 FOR UPDATE",
+            &[&ids[0].get()],
+        )
+        .unwrap();
+        let claimed: Vec<NotificationId> =
+            claim(&db, "d", 10, LEASE).iter().map(|c| c.id).collect();
+        assert_eq!(claimed, ids[1..]);
+        held.rollback().unwrap();
+        let rest: Vec<NotificationId> = claim(&db, "d", 10, LEASE).iter().map(|c| c.id).collect();
+        assert_eq!(rest, [ids[0]]);
+    }
+
+    #[test]
+    fn an_expired_lease_makes_the_row_due_again_with_the_same_message_id() {
+        let Some((t, db)) = shop("notifications::expired_lease") else {
+            return;
+        };
+        queue(&t, 1);
+        // A lease that is over at once: its holder "crashed".
+        let crashed = claim(&db, "crashed", 10, Duration::ZERO);
+        assert_eq!(crashed.len(), 1);
+        let again = claim(&db, "next", 10, LEASE);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, crashed[0].id);
+        assert_eq!(again[0].message_id, crashed[0].message_id);
+        assert_eq!(again[0].attempts, 2);
+        // The crashed one's late outcome is ignored; the new holder's counts.
+        assert_eq!(
+            record(&db, "crashed", &[(again[0].id, MailOutcome::Sent)]).lost_lease,
+            1
+        );
+        assert_eq!(
+            record(&db, "next", &[(again[0].id, MailOutcome::Sent)]).recorded,
+            1
+        );
+    }
+
+    #[test]
+    fn outcomes_reschedule_kill_or_release_a_row() {
+        let Some((t, db)) = shop("notifications::outcomes") else {
+            return;
+        };
+        queue(&t, 3);
+        let claimed = claim(&db, "d", 10, LEASE);
+        let ids: Vec<NotificationId> = claimed.iter().map(|c| c.id).collect();
+        let at = Timestamp::now().plus(Duration::from_secs(300));
+        let long = "é".repeat(2 * MAX_ERROR_LEN);
+        let done = record(
+            &db,
+            "d",
+            &[
+                (
+                    ids[0],
+                    MailOutcome::Retry {
+                        at,
+                        error: "421 busy".into(),
+                    },
+                ),
+                (ids[1], MailOutcome::Dead { error: long }),
+                (ids[2], MailOutcome::Released),
+            ],
+        );
+        assert_eq!(done.recorded, 3);
+        let retry = db.notification(ids[0]).unwrap();
+        assert_eq!(
+            (retry.status, retry.next_attempt_at, retry.attempts),
+            (NotificationStatus::Pending, at, 1)
+        );
+        assert_eq!(retry.last_error.as_deref(), Some("421 busy"));
+        let dead = db.notification(ids[1]).unwrap();
+        assert_eq!(dead.status, NotificationStatus::Dead);
+        assert_eq!(
+            dead.last_error.unwrap(),
+            format!("{}…", "é".repeat(MAX_ERROR_LEN))
+        );
+        let released = db.notification(ids[2]).unwrap();
+        assert_eq!(released.attempts, 0, "a release does not count an attempt");
+        // Only the released row is due now.
+        let next = claim(&db, "d", 10, LEASE);
+        assert_eq!(next.iter().map(|c| c.id).collect::<Vec<_>>(), [ids[2]]);
+    }
+
+    #[test]
+    fn retry_revives_only_dead_rows() {
+        let Some((t, db)) = shop("notifications::retry") else {
+            return;
+        };
+        queue(&t, 1);
+        let id = claim(&db, "d", 1, LEASE)[0].id;
+        let retry = |id| db.write(&Actor::cli(), |tx| tx.retry_notification(id));
+        assert_eq!(
+            retry(id).unwrap_err().to_string(),
+            Error::Conflict(format!(
+                "notification {id} is pending; only dead notifications can be retried"
+            ))
+            .to_string()
+        );
+        record(
+            &db,
+            "d",
+            &[(
+                id,
+                MailOutcome::Dead {
+                    error: "550 no".into(),
+                },
+            )],
+        );
+        let revived = retry(id).unwrap();
+        assert_eq!(revived.status, NotificationStatus::Pending);
+        assert_eq!(revived.attempts, 0);
+        assert_eq!(revived.last_error.as_deref(), Some("550 no"));
+        let claimed = claim(&db, "d", 1, LEASE);
+        assert_eq!(claimed[0].id, id);
+        assert_eq!(claimed[0].message_id, revived.message_id.unwrap());
+        assert!(matches!(
+            retry(NotificationId(999)),
+            Err(Error::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn list_filters_and_pages_and_the_backlog_counts_due_rows() {
+        let Some((t, db)) = shop("notifications::list") else {
+            return;
+        };
+        let empty = db.notification_backlog(Timestamp::now()).unwrap();
+        assert_eq!(
+            (empty.due, empty.oldest_due, empty.next_due),
+            (0, None, None)
+        );
+        t.with_tx(|tx| {
+            tx.enqueue_notification(&order(1, 1, Status::Pending), None, None)?;
+            tx.enqueue_notification(&order(1, 1, Status::Paid), None, None)?;
+            tx.enqueue_notification(&order(3, 2, Status::Pending), None, None)
+        })
+        .unwrap();
+        let all = rows(&db);
+        assert_eq!(all.len(), 3);
+        let page = db
+            .notifications(&NotificationFilter {
+                limit: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page.len(), 2);
+        let rest = db
+            .notifications(&NotificationFilter {
+                after: Some(page[1].id),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            rest.iter().map(|n| n.order_id).collect::<Vec<_>>(),
+            [OrderId(3)]
+        );
+
+        let backlog = db.notification_backlog(Timestamp::now()).unwrap();
+        assert_eq!(backlog.due, 3);
+        assert_eq!(backlog.oldest_due, Some(all[0].next_attempt_at));
+        let before = db.notification_backlog(Timestamp::from_millis(0)).unwrap();
+        assert_eq!((before.due, before.oldest_due), (0, None));
+        assert_eq!(before.next_due, Some(all[0].next_attempt_at));
+
+        let claimed = claim(&db, "d", 1, LEASE);
+        record(&db, "d", &[(claimed[0].id, MailOutcome::Sent)]);
+        let sent = db
+            .notifications(&NotificationFilter {
+                status: Some(NotificationStatus::Sent),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(sent.len(), 1);
+        let of_1 = db
+            .notifications(&NotificationFilter {
+                order: Some(OrderId(1)),
+                status: Some(NotificationStatus::Pending),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(of_1.len(), 1);
+        let backlog = db.notification_backlog(Timestamp::now()).unwrap();
+        assert_eq!(backlog.due, 2);
+
+        // A leased row is not due: the next due time is its lease's end.
+        let leased = claim(&db, "d", 10, LEASE);
+        assert_eq!(leased.len(), 2);
+        let backlog = db.notification_backlog(Timestamp::now()).unwrap();
+        assert_eq!((backlog.due, backlog.oldest_due), (0, None));
+        assert!(backlog.next_due.unwrap() > Timestamp::now());
+    }
+}

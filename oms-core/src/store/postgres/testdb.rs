@@ -55,7 +55,7 @@ impl TestDb {
         };
         let create = format!("CREATE DATABASE {}", db.name);
         if let Err(e) = db.admin_sql(&create) {
-            panic!("{create} on OMS_TEST_PG: {e}");
+            panic!("{create} on OMS_TEST_PG: {}", shown(&e));
         }
         Some(db)
     }
@@ -75,7 +75,7 @@ impl TestDb {
             postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to test db");
         client
             .batch_execute(sql)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            .unwrap_or_else(|e| panic!("{sql}: {}", shown(&e)));
     }
 
     /// The first column of the first row of `sql`, as `i64`.
@@ -84,7 +84,7 @@ impl TestDb {
             postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to test db");
         client
             .query_one(sql, &[])
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|e| panic!("{sql}: {}", shown(&e)))
             .get(0)
     }
 
@@ -122,7 +122,14 @@ impl Drop for TestDb {
         // No panic here: this may run while a failed test unwinds.
         let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         if let Err(e) = self.admin_sql(&drop) {
-            eprintln!("{drop}: {e}");
+            eprintln!("{drop}: {}", shown(&e));
         }
     }
+}
+
+/// A client error with the server's message (its `Display` says only
+/// "db error").
+fn shown(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |db| db.message().to_string())
 }
