@@ -34,6 +34,7 @@ pub use notification::{
     NotificationKind, NotificationStatus, Recorded,
 };
 pub use status::Status;
+pub use store::copy::{CopyProgress, CopySummary};
 pub use store::{
     Actor, ChangeReads, CustomerQuery, CustomerReads, CustomerWrites, DriftReport, EXPORT_BATCH,
     ExpireOutcome, ImportSummary, MAX_CUSTOMER_IDS, MAX_LINES, NotificationReads,

@@ -37,6 +37,7 @@ pub use feed::{Feed, Published, Subscription};
 pub use writer::{WriteFailure, WriteObserver};
 
 use crate::store::WriterRole;
+use crate::store::copy::{CopyProgress, CopySummary};
 use crate::store::postgres::Postgres;
 use crate::store::sqlite::engine::Sqlite;
 use crate::store::{
@@ -478,6 +479,53 @@ impl Db {
             Mode::Direct(conn) => lock(conn)?.reader().backup(dest, replace),
             Mode::Served(_) => self.backend.open_reader()?.backup(dest, replace),
         }
+    }
+
+    /// Copies the whole shop into the empty database at `target`, of
+    /// either kind, creating it if it is a file that does not exist yet:
+    /// every table, ids and change seqs included, read in one snapshot and
+    /// written in one transaction. A target that holds shop data is
+    /// refused ([`Error::Conflict`]); a file this copy created is removed
+    /// again when the copy fails. `progress` hears how far it got.
+    pub fn copy_to(
+        &self,
+        target: &Location,
+        progress: &mut dyn FnMut(CopyProgress),
+    ) -> Result<CopySummary> {
+        if self.location.as_ref() == Some(target) {
+            return Err(Error::invalid(format!(
+                "{target} is the shop being copied; give another database"
+            )));
+        }
+        let created = match target {
+            Location::File(path) => (!path.exists()).then(|| path.clone()),
+            Location::Postgres(_) => None,
+        };
+        let result = (|| {
+            let backend = backend_for(target)?;
+            let mut writer = backend.open_writer(WriterRole::Bulk)?;
+            let shown = target.display();
+            match &self.mode {
+                Mode::Direct(conn) => {
+                    let conn = lock(conn)?;
+                    writer.copy_in(&shown, conn.reader(), progress)
+                }
+                Mode::Served(_) => {
+                    let reader = self.backend.open_reader()?;
+                    writer.copy_in(&shown, reader.as_ref(), progress)
+                }
+            }
+        })();
+        if result.is_err()
+            && let Some(path) = created
+        {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        result
     }
 
     /// Checks every invariant of DESIGN §4 against the stored data.

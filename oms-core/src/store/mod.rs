@@ -16,6 +16,9 @@
 //! - a failed operation of a transaction leaves nothing of itself behind:
 //!   the backend rolls back (or refuses to commit) what it had written.
 
+pub(crate) mod copy;
+pub(crate) mod new_file;
+mod order_rules;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
@@ -471,6 +474,8 @@ pub(crate) trait ReadConnection: Reads + Send {
     /// Writes a consistent copy of the shop to a new SQLite file at `dest`
     /// (an existing one only with `replace`, swapped in atomically).
     fn backup(&self, dest: &std::path::Path, replace: bool) -> Result<()>;
+    /// Reads every table of the shop, in one snapshot (`oms db copy`).
+    fn copy_out(&self, visitor: &mut dyn copy::CopyVisitor) -> Result<()>;
 }
 
 /// The connection that writes.
@@ -490,6 +495,14 @@ pub(crate) trait WriteConnection: Send {
     /// fails is undone alone. `Ok` means the jobs that succeeded are
     /// durable; `Err` means nothing is.
     fn group(&mut self, jobs: &mut [&mut dyn GroupJob]) -> Result<()>;
+    /// Copies the whole shop `source` holds into this one, which must hold
+    /// no shop data (`target` names it in that error), in one transaction.
+    fn copy_in(
+        &mut self,
+        target: &str,
+        source: &dyn ReadConnection,
+        progress: &mut dyn FnMut(copy::CopyProgress),
+    ) -> Result<copy::CopySummary>;
 }
 
 /// What a writing connection is for: the engine sizes its caches by it.

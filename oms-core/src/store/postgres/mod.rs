@@ -52,6 +52,7 @@ macro_rules! for_conn_and_tx {
 }
 
 mod changes;
+mod copy;
 mod customers;
 mod engine;
 mod group;
@@ -75,8 +76,8 @@ use std::time::Duration;
 
 pub(crate) use engine::Postgres;
 
+use super::copy::{CopyProgress, CopySummary, CopyVisitor};
 use super::{Actor, DriftReport, GroupJob, ReadConnection, SettingReads, WriteConnection, WriteTx};
-use crate::search::like_pattern;
 use crate::{Currency, Error, Result, Timestamp};
 use session::Session;
 
@@ -219,10 +220,18 @@ impl ReadConnection for Conn {
         verify::verify(&mut self.session())
     }
 
-    fn backup(&self, _dest: &Path, _replace: bool) -> Result<()> {
-        Err(Error::invalid(
-            "a PostgreSQL shop is backed up by `oms db copy --to FILE` into a SQLite file",
-        ))
+    /// A SQLite file of the same shop (DESIGN §10: a backup opens
+    /// anywhere), written whole or not at all.
+    fn backup(&self, dest: &Path, replace: bool) -> Result<()> {
+        crate::store::new_file::write_new_file(dest, replace, |tmp| {
+            let mut file = crate::store::sqlite::Conn::open(tmp)?;
+            file.copy_in(&tmp.display().to_string(), self, &mut |_| {})?;
+            Ok(())
+        })
+    }
+
+    fn copy_out(&self, visitor: &mut dyn CopyVisitor) -> Result<()> {
+        Conn::copy_out(self, visitor)
     }
 }
 
@@ -242,6 +251,15 @@ impl WriteConnection for Conn {
 
     fn group(&mut self, jobs: &mut [&mut dyn GroupJob]) -> Result<()> {
         group::run(self, jobs)
+    }
+
+    fn copy_in(
+        &mut self,
+        target: &str,
+        source: &dyn ReadConnection,
+        progress: &mut dyn FnMut(CopyProgress),
+    ) -> Result<CopySummary> {
+        Conn::copy_in(self, target, source, progress)
     }
 }
 

@@ -56,7 +56,7 @@ impl Target {
             statements: HashMap::new(),
             conflicted: false,
         };
-        session.client()?;
+        off_async(|| session.client().map(|_| ()))?;
         Ok(session)
     }
 }
@@ -217,8 +217,8 @@ impl Session {
 
     /// Runs `f` and forgets the connection when it broke meanwhile, so the
     /// next call reconnects.
-    fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let result = f(self);
+    fn guarded<T: Send>(&mut self, f: impl FnOnce(&mut Self) -> Result<T> + Send) -> Result<T> {
+        let result = off_async(|| f(self));
         match &result {
             Err(Error::Unavailable(_)) => self.drop_client(),
             Err(e) if retryable(e) => self.conflicted = true,
@@ -303,6 +303,20 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.drop_client();
     }
+}
+
+/// Runs `f` where the synchronous client may block: on this thread, or,
+/// when this thread runs inside a tokio runtime (a daemon opening its
+/// handle, a test), on a scoped thread of its own. The client drives a
+/// runtime of its own, which must not be entered from inside another.
+fn off_async<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 /// Drops a client on a plain thread: its runtime must not be dropped inside
