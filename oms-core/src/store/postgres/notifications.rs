@@ -36,11 +36,11 @@ use postgres::Row;
 
 use super::session::Session;
 use super::{Access, Tx};
-use crate::store::{NotificationReads, NotificationWrites, OrderReads};
+use crate::store::{NotificationReads, NotificationWrites};
 use crate::{
-    Backlog, Claim, ClaimedNotification, CustomerId, Error, ErrorKind, MailOrder, MailOutcome,
-    Notification, NotificationFilter, NotificationId, NotificationKind, NotificationStatus, Order,
-    OrderId, Recorded, Result, Timestamp,
+    Backlog, Claim, ClaimedNotification, CustomerId, Error, MailOrder, MailOutcome, Notification,
+    NotificationFilter, NotificationId, NotificationKind, NotificationStatus, Order, OrderId,
+    Recorded, Result, Timestamp,
 };
 
 /// The setting that keeps Message-IDs of two shops apart (written by the
@@ -358,10 +358,8 @@ for_conn_and_tx!(NotificationReads {
     fn mail_orders(&self, orders: &[OrderId]) -> Result<Vec<MailOrder>> {
         let mut out = Vec::with_capacity(orders.len());
         for &id in orders {
-            let order = match self.order(id) {
-                Ok(order) => order,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+            let Some(order) = super::orders::find_order(&mut self.session(), id)? else {
+                continue;
             };
             let Some(customer) = self.session().query_opt(
                 "SELECT name FROM customers WHERE id = $1",
@@ -786,5 +784,88 @@ mod tests {
         let backlog = db.notification_backlog(Timestamp::now()).unwrap();
         assert_eq!((backlog.due, backlog.oldest_due), (0, None));
         assert!(backlog.next_due.unwrap() > Timestamp::now());
+    }
+
+    fn kinds(db: &Db, order: i64) -> Vec<&'static str> {
+        db.notifications(&NotificationFilter {
+            order: Some(OrderId(order)),
+            ..Default::default()
+        })
+        .unwrap()
+        .iter()
+        .map(|n| n.kind.as_str())
+        .collect()
+    }
+
+    #[test]
+    fn every_status_change_writes_exactly_one_row_and_a_no_op_none() {
+        let Some((_t, db)) = shop("notifications::status_changes") else {
+            return;
+        };
+        let set = |id: i64, to: Status| {
+            db.write(&Actor::cli(), |tx| tx.set_status(OrderId(id), to, None))
+        };
+        set(1, Status::Paid).unwrap();
+        set(1, Status::Paid).unwrap(); // no-op
+        set(1, Status::Fulfilled).unwrap();
+        assert_eq!(kinds(&db, 1), ["order.paid", "order.fulfilled"]);
+        set(2, Status::Cancelled).unwrap();
+        set(2, Status::Cancelled).unwrap(); // no-op
+        assert_eq!(kinds(&db, 2), ["order.cancelled"]);
+        // A refused transition writes nothing.
+        let before = rows(&db).len();
+        assert!(set(2, Status::Paid).is_err());
+        assert_eq!(rows(&db).len(), before);
+        assert!(rows(&db).iter().all(|n| n.recipient == "c@example.com"
+            && n.status == NotificationStatus::Pending
+            && n.attempts == 0
+            && n.message_id.is_none()));
+        assert!(db.verify().unwrap().is_clean());
+    }
+
+    #[test]
+    fn an_expiry_writes_a_cancelled_row_marked_expired() {
+        let Some((_t, db)) = shop("notifications::expiry") else {
+            return;
+        };
+        db.write(&Actor::cli(), |tx| {
+            tx.set_status(OrderId(2), Status::Fulfilled, None)
+        })
+        .unwrap();
+        let expired = db
+            .write(&Actor::cli(), |tx| tx.expire_pending(Timestamp::now()))
+            .unwrap();
+        assert_eq!(expired.cancelled, [OrderId(1)]);
+        assert_eq!(kinds(&db, 1), ["order.cancelled"]);
+        let claimed = claim(&db, "x", 10, LEASE);
+        assert_eq!(
+            claimed
+                .iter()
+                .map(|c| (c.order_id.get(), c.expired))
+                .collect::<Vec<_>>(),
+            [(2, false), (1, true)]
+        );
+    }
+
+    #[test]
+    fn mail_orders_skip_removed_orders() {
+        let Some((_t, db)) = shop("notifications::mail_orders") else {
+            return;
+        };
+        db.write(&Actor::cli(), |tx| tx.remove_order(OrderId(3)))
+            .unwrap();
+        let found = db
+            .mail_orders(&[OrderId(2), OrderId(3), OrderId(1), OrderId(99)])
+            .unwrap();
+        assert_eq!(
+            found
+                .iter()
+                .map(|m| (m.order.id.get(), m.customer_name.as_str()))
+                .collect::<Vec<_>>(),
+            [(2, "C"), (1, "C")]
+        );
+        assert_eq!(found[0].order.total.to_string(), "12.50");
+        assert_eq!(found[0].order.items.len(), 1);
+        assert_eq!(found[0].order.items[0].sku.as_str(), "A");
     }
 }

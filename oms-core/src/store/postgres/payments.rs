@@ -491,8 +491,8 @@ impl PaymentWrites for Tx<'_> {
 }
 
 /// Against a real server (`OMS_TEST_PG`); rows set up with plain SQL, so
-/// nothing here needs order placement. The paths that apply a payment (and
-/// so move the order) are exercised by the suites that place orders.
+/// nothing here needs order placement (products and customers are ported
+/// separately).
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -795,5 +795,107 @@ mod tests {
         let mut s = target.connect().unwrap();
         assert_eq!(count_for_order(&mut s, OrderId(2)).unwrap(), 2);
         assert_eq!(count_for_order(&mut s, OrderId(1)).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_manual_payment_or_a_matching_capture_pays_a_pending_order() {
+        let Some((t, db)) = shop("payments::applied") else {
+            return;
+        };
+        t.sql(
+            "INSERT INTO orders (id, customer_id, status, total, currency, tracking_code,
+                 created_at, updated_at) VALUES (4, 2, 'PENDING', 1250, 'USD', 'T-4', 0, 0);
+             INSERT INTO order_items (order_id, line, product_id, sku, name, unit_price, quantity)
+                 VALUES (4, 1, 1, 'A', 'Product A', 1250, 1);
+             UPDATE products SET stock_reserved = 3;
+             INSERT INTO stock_movements (product_id, delta_on_hand, delta_reserved, reason,
+                 order_id, at) VALUES (1, 0, 1, 'reserve', 4, 0);",
+        );
+        let paid = db
+            .write(&Actor::cli(), |tx| {
+                tx.record_manual_payment(OrderId(1), "12.5", Some("TRANSFER-7"))
+            })
+            .unwrap();
+        assert_eq!(
+            (
+                paid.provider,
+                paid.provider_payment_id.as_str(),
+                paid.outcome
+            ),
+            (Provider::Manual, "TRANSFER-7", PaymentOutcome::Applied)
+        );
+        assert_eq!(paid.event_id, None);
+        assert_eq!(db.order(OrderId(1)).unwrap().status, Status::Paid);
+        // Paid now: a second one is refused.
+        let err = db
+            .write(&Actor::cli(), |tx| {
+                tx.record_manual_payment(OrderId(1), "12.50", None)
+            })
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+
+        let captured = deliver(&db, "e1", PaymentEvent::Captured(payment("pay_4", 4, 1250)));
+        assert_eq!(
+            (captured.status, captured.effect),
+            (DeliveryStatus::Processed, "applied")
+        );
+        let order = db.order(OrderId(4)).unwrap();
+        assert_eq!((order.status, order.version), (Status::Paid, 2));
+        assert!(order.payment_collected);
+
+        let changes = db.changes_after(crate::Seq(0), 100, None).unwrap();
+        assert_eq!(
+            changes
+                .iter()
+                .map(|c| (c.kind.as_str(), c.entity_id, c.customer_id))
+                .collect::<Vec<_>>(),
+            [
+                ("payment.received", paid.id.get(), Some(CustomerId(1))),
+                ("order.status_changed", 1, Some(CustomerId(1))),
+                (
+                    "payment.received",
+                    captured.payment.unwrap().id.get(),
+                    Some(CustomerId(2))
+                ),
+                ("order.status_changed", 4, Some(CustomerId(2)))
+            ]
+        );
+        // Each move to PAID queued its mail.
+        let mails = db
+            .notifications(&crate::NotificationFilter::default())
+            .unwrap();
+        assert_eq!(
+            mails
+                .iter()
+                .map(|n| (n.order_id.get(), n.kind.as_str(), n.recipient.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (1, "order.paid", "c@example.com"),
+                (4, "order.paid", "d@example.com")
+            ]
+        );
+        assert!(db.verify().unwrap().is_clean());
+    }
+
+    #[test]
+    fn an_order_with_payments_is_not_removed() {
+        let Some((_t, db)) = shop("payments::kept") else {
+            return;
+        };
+        let short = deliver(
+            &db,
+            "e1",
+            PaymentEvent::Captured(payment("pay_short", 1, 1249)),
+        );
+        assert_eq!(short.effect, "amount_mismatch");
+        let err = db
+            .write(&Actor::cli(), |tx| tx.remove_order(OrderId(1)))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(err.to_string().contains("has payments"), "{err}");
+        // Without payments it goes.
+        db.write(&Actor::cli(), |tx| tx.remove_order(OrderId(3)))
+            .unwrap();
+        assert!(db.verify().unwrap().is_clean());
     }
 }

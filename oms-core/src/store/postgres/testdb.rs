@@ -10,8 +10,10 @@ use super::session::Target;
 use super::{Conn, Turn, Tx};
 use crate::{Actor, Db, Location, Result, Timestamp};
 
-/// Two customers, product A (12.50, 10 on hand, 2 reserved), and orders
-/// 1 PENDING, 2 PAID (one A each, customer 1) and 3 CANCELLED (customer 2).
+/// Two customers (1 "C", 2 "D"), product A (12.50, 10 on hand, 2
+/// reserved), orders 1 PENDING and 2 PAID (one A each, customer 1) and 3
+/// CANCELLED (two A, customer 2), with the stock ledger that explains them
+/// (so `verify` is clean), all created at time 0.
 pub(super) const SHOP: &str = "
 INSERT INTO customers (id, name, email, created_at, updated_at) VALUES
     (1, 'C', 'c@example.com', 0, 0), (2, 'D', 'd@example.com', 0, 0);
@@ -23,6 +25,9 @@ INSERT INTO orders (id, customer_id, status, total, currency, tracking_code, cre
 INSERT INTO order_items (order_id, line, product_id, sku, name, unit_price, quantity) VALUES
     (1, 1, 1, 'A', 'Product A', 1250, 1), (2, 1, 1, 'A', 'Product A', 1250, 1),
     (3, 1, 1, 'A', 'Product A', 1250, 2);
+INSERT INTO stock_movements (product_id, delta_on_hand, delta_reserved, reason, order_id, at)
+    VALUES (1, 10, 0, 'create', NULL, 0), (1, 0, 1, 'reserve', 1, 0), (1, 0, 1, 'reserve', 2, 0),
+           (1, 0, 2, 'reserve', 3, 0), (1, 0, -2, 'release', 3, 0);
 ";
 
 pub(super) struct TestDb {
