@@ -101,17 +101,18 @@ impl TestDb {
         let conn = Conn::new(target.connect()?, true)?;
         let turn = Turn::begin(&conn.session)?;
         let actor = Actor::cli();
-        let tx = Tx {
-            turn: &turn,
-            actor: &actor,
-            now: Timestamp::now(),
-            currency: conn.currency.get(),
-            new_currency: Cell::new(None),
-            in_job: false,
-            failed: Cell::new(false),
+        let result = {
+            let tx = Tx {
+                turn: &turn,
+                actor: &actor,
+                now: Timestamp::now(),
+                currency: conn.currency.get(),
+                new_currency: Cell::new(None),
+                in_job: false,
+                failed: Cell::new(false),
+            };
+            f(&tx)
         };
-        let result = f(&tx);
-        drop(tx);
         match result {
             Ok(value) => turn.commit().map(|()| value),
             Err(e) => {
