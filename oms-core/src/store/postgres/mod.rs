@@ -65,6 +65,8 @@ mod products;
 mod schema;
 mod session;
 mod settings;
+#[cfg(test)]
+mod testdb;
 mod users;
 mod verify;
 
