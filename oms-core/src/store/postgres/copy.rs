@@ -1,12 +1,12 @@
 //! `oms db copy` on PostgreSQL: reading every table in one REPEATABLE READ
-//! snapshot (through cursors, in bounded memory), and writing a whole shop
+//! snapshot (through portals, in bounded memory), and writing a whole shop
 //! into an empty database in one transaction that holds the counter row,
 //! in multi-row INSERTs; then the id sequences and the change counter are
 //! moved past the copied rows (see `crate::store::copy`).
 
 use postgres::types::ToSql;
 
-use super::session::Session;
+use super::session::{Session, Snapshot};
 use super::{Conn, settings};
 use crate::store::ReadConnection;
 use crate::store::copy::{
@@ -19,11 +19,9 @@ const BATCH: usize = 500;
 
 impl Conn {
     pub(super) fn copy_out(&self, visitor: &mut dyn CopyVisitor) -> Result<()> {
-        let mut s = self.session.borrow_mut();
-        s.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-        let result = read_all(&mut s, visitor);
-        let end = s.batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
-        result.and(end)
+        self.session
+            .borrow_mut()
+            .snapshot(&mut |snapshot| read_all(snapshot, visitor))
     }
 
     pub(super) fn copy_in(
@@ -50,38 +48,31 @@ impl Conn {
     }
 }
 
-fn read_all(s: &mut Session, visitor: &mut dyn CopyVisitor) -> Result<()> {
+fn read_all(s: &mut Snapshot<'_>, visitor: &mut dyn CopyVisitor) -> Result<()> {
     let mut sizes = Vec::with_capacity(TABLES.len());
     for table in TABLES {
         let n: i64 = s
-            .query_one(&format!("SELECT count(*) FROM {}", table.name), &[])?
+            .query_one(&format!("SELECT count(*) FROM {}", table.name))?
             .get(0);
         sizes.push((table, u64::try_from(n).unwrap_or(0)));
     }
     visitor.sizes(&sizes)?;
     for table in TABLES {
-        s.batch(&format!(
-            "DECLARE oms_copy NO SCROLL CURSOR FOR SELECT {} FROM {} ORDER BY {}",
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
             table.column_list(),
             table.name,
             table.order_by
-        ))?;
-        loop {
-            let rows = s.query(&format!("FETCH FORWARD {BATCH} FROM oms_copy"), &[])?;
-            for r in &rows {
-                let mut row = Vec::with_capacity(table.columns.len());
-                for (i, (name, kind)) in table.columns.iter().enumerate() {
-                    row.push(read_value(r, i, *kind).map_err(|e| {
-                        Error::Database(format!("cannot read {}.{name}: {e}", table.name))
-                    })?);
-                }
-                visitor.row(table, row)?;
+        );
+        s.for_each(&sql, BATCH as i32, &mut |r| {
+            let mut row = Vec::with_capacity(table.columns.len());
+            for (i, (name, kind)) in table.columns.iter().enumerate() {
+                row.push(read_value(r, i, *kind).map_err(|e| {
+                    Error::Database(format!("cannot read {}.{name}: {e}", table.name))
+                })?);
             }
-            if rows.len() < BATCH {
-                break;
-            }
-        }
-        s.batch("CLOSE oms_copy")?;
+            visitor.row(table, row)
+        })?;
     }
     Ok(())
 }

@@ -384,11 +384,6 @@ impl Tx<'_> {
     }
 }
 
-/// TEMPORARY while the modules are ported.
-pub(crate) fn pending() -> Error {
-    Error::Database("not yet ported to PostgreSQL".into())
-}
-
 /// Milliseconds in a `bigint` row value; checked conversions at the edge.
 fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

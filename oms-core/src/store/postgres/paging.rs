@@ -12,8 +12,9 @@
 
 use postgres::Row;
 
-use super::{Access, like_pattern};
+use super::Access;
 use crate::Result;
+use crate::search::like_pattern;
 
 /// Rows per statement of a listing.
 const BATCH: i64 = 1000;

@@ -307,7 +307,63 @@ impl Session {
     }
 }
 
+/// A read-only REPEATABLE READ transaction: every read sees one snapshot.
+pub(crate) struct Snapshot<'c> {
+    tx: postgres::Transaction<'c>,
+}
+
+impl Snapshot<'_> {
+    pub(crate) fn query_one(&mut self, sql: &str) -> Result<Row> {
+        self.tx.query_one(sql, &[]).map_err(pg_error)
+    }
+
+    /// Every row of `sql`, `batch` at a time through a portal (a cursor of
+    /// the extended protocol), so memory stays bounded.
+    pub(crate) fn for_each(
+        &mut self,
+        sql: &str,
+        batch: i32,
+        f: &mut dyn FnMut(&Row) -> Result<()>,
+    ) -> Result<()> {
+        let portal = self.tx.bind(sql, &[]).map_err(pg_error)?;
+        loop {
+            let rows = self.tx.query_portal(&portal, batch).map_err(pg_error)?;
+            for row in &rows {
+                f(row)?;
+            }
+            if rows.len() < usize::try_from(batch).unwrap_or(usize::MAX) {
+                return Ok(());
+            }
+        }
+    }
+}
+
 impl Session {
+    /// Runs `f` in a read-only snapshot (a REPEATABLE READ transaction),
+    /// on the calling thread: call it off any async runtime (a command's
+    /// copy or backup).
+    pub(crate) fn snapshot(
+        &mut self,
+        f: &mut dyn FnMut(&mut Snapshot<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let client = self.client()?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(pg_error)?;
+        let mut snapshot = Snapshot { tx };
+        let result = f(&mut snapshot);
+        match result {
+            Ok(()) => snapshot.tx.commit().map_err(pg_error),
+            Err(e) => {
+                let _ = snapshot.tx.rollback();
+                Err(e)
+            }
+        }
+    }
+
     /// Whether a statement hit a deadlock or serialization failure since
     /// the last call; clears the mark.
     pub(crate) fn take_conflict(&mut self) -> bool {
