@@ -462,6 +462,27 @@ fn next_request_id() -> String {
 
 /// Runs `oms serve` until SIGINT or SIGTERM: binds, serves, shuts down
 /// gracefully, commits what is queued, returns.
+/// Connections the kernel may queue for the accept loop. tokio's `bind`
+/// asks for 1,024; a burst of thousands of clients (a load balancer
+/// reconnecting, long-polls coming back after a restart) then overflows
+/// it, and every SYN dropped costs its client a one-second retransmission
+/// (seen as /healthz p99 of 1 s while 12,000 long-polls connected, in
+/// `scripts/limits`). Linux caps the figure at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`], reusing an
+/// address left in TIME_WAIT as `TcpListener::bind` does.
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 pub fn run(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<(), StartError> {
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -473,12 +494,10 @@ pub fn run(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<(), Star
         })?;
     runtime.block_on(async move {
         let listen = config.listen;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| StartError::Io {
-                context: format!("cannot listen on {listen}"),
-                source,
-            })?;
+        let listener = listen_on(listen).map_err(|source| StartError::Io {
+            context: format!("cannot listen on {listen}"),
+            source,
+        })?;
         let local = listener.local_addr().map_err(|source| StartError::Io {
             context: "cannot read the listening address".into(),
             source,
