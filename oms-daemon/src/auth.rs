@@ -39,21 +39,14 @@ struct IssuedClaims<'a> {
 /// allowed), `aud` is one string or an array of them, `sub`, `iss` and
 /// `jti` are strings. A claim in another form makes the token invalid.
 /// `exp`, `nbf`, `iss` and `aud` are checked by jsonwebtoken's validation
-/// (configured in [`Keys::new`]); `iat` is checked in [`Keys::verify`].
+/// (configured in [`Keys::new`]); `iat` is checked in [`Keys::verify_signed`].
 #[derive(Debug, Deserialize)]
 struct PresentedClaims {
     sub: String,
     role: Role,
-    #[allow(
-        dead_code,
-        reason = "checked by jsonwebtoken; kept to refuse other forms"
-    )]
+    /// Checked by jsonwebtoken; kept for [`VerifiedTokens`].
     exp: NumericDate,
     #[serde(default)]
-    #[allow(
-        dead_code,
-        reason = "checked by jsonwebtoken; kept to refuse other forms"
-    )]
     nbf: Option<NumericDate>,
     #[serde(default)]
     iat: Option<NumericDate>,
@@ -79,6 +72,14 @@ struct PresentedClaims {
 /// A NumericDate (RFC 7519 §2): seconds since the epoch, integer or not.
 #[derive(Debug, Clone, Copy)]
 struct NumericDate(f64);
+
+impl NumericDate {
+    /// Whole seconds, rounded as jsonwebtoken rounds `exp` and `nbf` when
+    /// it checks them.
+    fn as_jsonwebtoken_reads_it(self) -> u64 {
+        self.0.round() as u64
+    }
+}
 
 impl<'de> Deserialize<'de> for NumericDate {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -155,6 +156,9 @@ pub struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens these keys verified, so that a client sending the same token
+    /// on every request pays for the signature and the JSON once.
+    verified: VerifiedTokens,
 }
 
 /// Why a secret was refused.
@@ -188,6 +192,7 @@ impl Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            verified: VerifiedTokens::new(VERIFIED_TOKENS),
         })
     }
 
@@ -220,7 +225,23 @@ impl Keys {
     /// wrong audience or issuer, `alg: none`, a critical header extension,
     /// a claim in a form RFC 7519 does not allow, ...). The caller still
     /// checks the claim against the user's current grant.
+    ///
+    /// A token these keys verified before is taken from [`VerifiedTokens`]
+    /// while it is still inside its validity (see there): the same bytes
+    /// under the same key verify the same way, only the clock moves.
     pub fn verify(&self, token: &str) -> Option<Presented> {
+        let now = now_secs();
+        if let Some(presented) = self.verified.get(token, now) {
+            return Some(presented);
+        }
+        let (presented, validity) = self.verify_signed(token, now)?;
+        self.verified.insert(token, &presented, validity, now);
+        Some(presented)
+    }
+
+    /// [`Keys::verify`] without the cache: the signature, the header and
+    /// every claim, checked at `now`.
+    fn verify_signed(&self, token: &str, now: u64) -> Option<(Presented, Validity)> {
         let data = jsonwebtoken::decode::<PresentedClaims>(token, &self.decoding, &self.validation)
             .ok()?;
         // RFC 7515 §4.1.11: a `crit` extension the recipient does not
@@ -229,20 +250,116 @@ impl Keys {
             return None;
         }
         let claims = data.claims;
+        let validity = Validity {
+            expires: claims.exp.as_jsonwebtoken_reads_it(),
+            not_before: claims.nbf.map(NumericDate::as_jsonwebtoken_reads_it),
+            issued: claims.iat.map(|NumericDate(iat)| iat),
+        };
         // A token issued in the future (beyond the clock skew) is forged or
         // from a broken clock.
-        if let Some(NumericDate(iat)) = claims.iat
-            && iat > (now_secs() + LEEWAY_SECS) as f64
-        {
+        if !validity.issued_by(now) {
             return None;
         }
         let user = claims.sub.parse::<i64>().ok().filter(|id| *id > 0)?;
-        Some(Presented {
-            user: UserId(user),
-            role: claims.role,
-            customer_id: claims.customer_id.map(CustomerId),
-            generation: claims.generation,
-        })
+        Some((
+            Presented {
+                user: UserId(user),
+                role: claims.role,
+                customer_id: claims.customer_id.map(CustomerId),
+                generation: claims.generation,
+            },
+            validity,
+        ))
+    }
+}
+
+/// Most tokens [`VerifiedTokens`] keeps (about 400 bytes each).
+const VERIFIED_TOKENS: usize = 4096;
+
+/// The time claims of a verified token, as the checks read them.
+#[derive(Debug, Clone, Copy)]
+struct Validity {
+    /// `exp`, rounded to whole seconds as jsonwebtoken reads it.
+    expires: u64,
+    /// `nbf`, rounded likewise.
+    not_before: Option<u64>,
+    /// `iat`, as [`Keys::verify_signed`] reads it.
+    issued: Option<f64>,
+}
+
+impl Validity {
+    /// The `iat` check of [`Keys::verify_signed`]: not issued in the
+    /// future beyond the clock skew.
+    fn issued_by(&self, now: u64) -> bool {
+        self.issued
+            .is_none_or(|iat| iat <= now.saturating_add(LEEWAY_SECS) as f64)
+    }
+
+    /// Whether a full verification at `now` would still accept the token,
+    /// checked more strictly than jsonwebtoken does: strictly before `exp`
+    /// (jsonwebtoken accepts up to `exp` plus the leeway; a token in that
+    /// margin is verified in full again), `nbf` and `iat` exactly as the
+    /// full check reads them (they matter only if the clock went back).
+    fn holds_at(&self, now: u64) -> bool {
+        now < self.expires
+            && self
+                .not_before
+                .is_none_or(|nbf| nbf <= now.saturating_add(LEEWAY_SECS))
+            && self.issued_by(now)
+    }
+}
+
+/// Tokens that verified, by their exact text: their claims and when they
+/// stop being valid. Only a token that passed every check of
+/// [`Keys::verify_signed`] under these keys gets in, so a forged or
+/// tampered token never does (and cannot crowd real ones out); a hit must
+/// be the same string, so it carries the same signature. What the cache
+/// never answers is whether the token's *user* still holds that grant:
+/// the caller reads that on every request (removing a user, or changing
+/// its password or role, ends its tokens at once).
+///
+/// Bounded: when full, expired tokens go first, and if that frees nothing
+/// the cache starts again empty (its tokens are verified once more as they
+/// come back).
+struct VerifiedTokens {
+    capacity: usize,
+    tokens: Mutex<HashMap<Box<str>, (Presented, Validity)>>,
+}
+
+impl VerifiedTokens {
+    fn new(capacity: usize) -> VerifiedTokens {
+        VerifiedTokens {
+            capacity,
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The claims of `token` if it verified before and still holds at `now`.
+    fn get(&self, token: &str, now: u64) -> Option<Presented> {
+        let tokens = self.tokens.lock().ok()?;
+        let (presented, validity) = tokens.get(token)?;
+        validity.holds_at(now).then(|| presented.clone())
+    }
+
+    fn insert(&self, token: &str, presented: &Presented, validity: Validity, now: u64) {
+        if !validity.holds_at(now) {
+            return;
+        }
+        let Ok(mut tokens) = self.tokens.lock() else {
+            return;
+        };
+        if tokens.len() >= self.capacity {
+            tokens.retain(|_, (_, validity)| validity.holds_at(now));
+            if tokens.len() >= self.capacity {
+                tokens.clear();
+            }
+        }
+        tokens.insert(token.into(), (presented.clone(), validity));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.tokens.lock().map(|t| t.len()).unwrap_or(0)
     }
 }
 
@@ -381,6 +498,82 @@ mod tests {
         );
         assert_eq!(changed(|g| g.customer_id = Some(CustomerId(4))), None);
         assert_eq!(changed(|g| g.user = UserId(8)), None);
+    }
+
+    #[test]
+    fn a_verified_token_is_kept_and_a_refused_one_is_not() {
+        let keys = Keys::new(&[7u8; 32]).unwrap();
+        let grant = grant(Role::Admin);
+        let (token, _) = keys.mint(&grant, Duration::from_secs(60)).unwrap();
+        let first = keys.verify(&token).unwrap();
+        assert_eq!(keys.verified.len(), 1);
+        assert_eq!(keys.verify(&token), Some(first), "the same claims again");
+        assert_eq!(keys.verified.len(), 1);
+        // One character of the signature changed: refused, and not kept.
+        let mut tampered = token.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(keys.verify(&tampered), None);
+        assert_eq!(keys.verified.len(), 1);
+        // Other keys never see this cache.
+        assert_eq!(Keys::new(&[8u8; 32]).unwrap().verify(&token), None);
+    }
+
+    #[test]
+    fn a_kept_token_is_served_only_while_a_full_check_would_pass() {
+        let keys = Keys::new(&[7u8; 32]).unwrap();
+        let (token, _) = keys
+            .mint(&grant(Role::Admin), Duration::from_secs(60))
+            .unwrap();
+        let now = now_secs();
+        let (_, validity) = keys.verify_signed(&token, now).unwrap();
+        keys.verify(&token).unwrap();
+        assert!(keys.verified.get(&token, now).is_some());
+        // At `exp` the cache defers to the full check (which allows the
+        // leeway beyond it).
+        assert!(keys.verified.get(&token, validity.expires).is_none());
+        assert!(keys.verified.get(&token, validity.expires - 1).is_some());
+        // A clock that went back before `iat` (beyond the skew): refused,
+        // as the full check refuses it.
+        let issued = validity.issued.unwrap() as u64;
+        assert!(
+            keys.verified
+                .get(&token, issued - LEEWAY_SECS - 1)
+                .is_none()
+        );
+        let early = Validity {
+            expires: now + 60,
+            not_before: Some(now + 30),
+            issued: None,
+        };
+        assert!(!early.holds_at(now), "nbf ahead of the leeway");
+        assert!(early.holds_at(now + 30 - LEEWAY_SECS));
+    }
+
+    #[test]
+    fn the_cache_of_verified_tokens_is_bounded() {
+        let cache = VerifiedTokens::new(3);
+        let keys = Keys::new(&[7u8; 32]).unwrap();
+        let now = now_secs();
+        let presented = keys
+            .verify(&keys.mint(&grant(Role::Admin), Duration::from_secs(60)).unwrap().0)
+            .unwrap();
+        let live = Validity {
+            expires: now + 60,
+            not_before: None,
+            issued: None,
+        };
+        let expired = Validity {
+            expires: now,
+            ..live
+        };
+        for n in 0..10 {
+            cache.insert(&format!("token-{n}"), &presented, live, now);
+            assert!(cache.len() <= 3, "{} after {n}", cache.len());
+        }
+        assert!(cache.get("token-9", now).is_some(), "the newest is kept");
+        cache.insert("expired", &presented, expired, now);
+        assert!(cache.get("expired", now).is_none(), "never kept");
     }
 
     #[test]

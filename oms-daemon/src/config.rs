@@ -22,7 +22,11 @@ pub struct Config {
     pub max_waiters: usize,
     /// Read-only connections for queries.
     pub read_pool: usize,
-    /// Time a client has to send its request headers.
+    /// Time a client has to send its request headers. hyper starts it
+    /// when a connection opens and again when an answer was written, so
+    /// it is also how long a keep-alive connection may sit idle between
+    /// requests before it is closed. A long-poll or event stream is not
+    /// idle: it waits inside its request.
     pub header_read_timeout: Duration,
     /// Most jobs committed in one writer transaction.
     pub max_batch: usize,

@@ -279,8 +279,15 @@ fn parse_interoperable(bytes: &[u8]) -> Result<serde_json::Value, Problem> {
 /// be kept: answering while the client still sends makes hyper close it
 /// under the client, which then sees a reset or a dead pooled connection
 /// instead of the answer. False when the body is too large to drain.
-pub async fn discard_body(req: Request<Incoming>, max: usize) -> bool {
-    read_body(req, max).await.is_ok()
+///
+/// Boxed: its future (~1 KB) would otherwise make the request future
+/// hyper keeps per connection (`service`) that much larger on every
+/// connection, though only refused requests ever wait on it.
+pub fn discard_body(
+    req: Request<Incoming>,
+    max: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> {
+    Box::pin(async move { read_body(req, max).await.is_ok() })
 }
 
 /// Parses a JSON object body into `T`, refusing fields set by the server

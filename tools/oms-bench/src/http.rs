@@ -80,8 +80,37 @@ impl Response {
     }
 }
 
+/// The server closed the connection before (or while) answering.
+#[derive(Debug)]
+pub struct Closed;
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed by the server")
+    }
+}
+
+impl std::error::Error for Closed {}
+
+/// Whether `e` says the server had closed the connection: at the end of a
+/// read ([`Closed`]) or as a reset or broken pipe on a write.
+fn is_closed(e: &crate::Error) -> bool {
+    if e.downcast_ref::<Closed>().is_some() {
+        return true;
+    }
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        )
+    })
+}
+
 /// One keep-alive connection.
 pub struct Conn {
+    addr: SocketAddr,
     stream: BufReader<TcpStream>,
 }
 
@@ -92,6 +121,7 @@ impl Conn {
             .map_err(|_| format!("connecting to {addr} timed out"))??;
         stream.set_nodelay(true)?;
         Ok(Conn {
+            addr,
             stream: BufReader::new(stream),
         })
     }
@@ -114,6 +144,27 @@ impl Conn {
         })
         .await
         .map_err(|_| format!("no answer within {limit:?}"))?
+    }
+
+    /// [`Conn::call`] for a request that may be sent twice (a GET): when
+    /// the server had closed this connection, sends it once more on a new
+    /// one. The daemon closes a keep-alive connection that stays idle for
+    /// its header read timeout (10 s; hyper starts that timer as soon as a
+    /// response is written), so a connection kept for occasional requests
+    /// (e.g. reading `/metrics` before and after opening 10,000 others)
+    /// may be gone when it is used again.
+    pub async fn call_again_if_closed(
+        &mut self,
+        req: &[u8],
+        limit: Duration,
+    ) -> Result<Response> {
+        match self.call(req, limit).await {
+            Err(e) if is_closed(&e) => {
+                *self = Conn::connect(self.addr).await?;
+                self.call(req, limit).await
+            }
+            answer => answer,
+        }
     }
 
     /// Reads one response (Content-Length or chunked body).
@@ -200,7 +251,7 @@ async fn line<R: AsyncBufRead + Unpin>(stream: &mut R) -> Result<String> {
         .read_until(b'\n', &mut buf)
         .await?;
     if n == 0 {
-        return Err("connection closed by the server".into());
+        return Err(Closed.into());
     }
     if buf.last() != Some(&b'\n') {
         return Err("header line too long".into());
@@ -211,10 +262,11 @@ async fn line<R: AsyncBufRead + Unpin>(stream: &mut R) -> Result<String> {
     Ok(String::from_utf8(buf)?)
 }
 
-/// The daemon's `feed_waiters` gauge, from `/metrics` (open on loopback).
+/// The daemon's `feed_waiters` gauge, from `/metrics` (open on loopback),
+/// on `conn` or a new connection if the daemon closed that one.
 pub async fn feed_waiters(conn: &mut Conn, addr: SocketAddr) -> Result<u64> {
     let resp = conn
-        .call(
+        .call_again_if_closed(
             &request("GET", "/metrics", addr, None, None),
             Duration::from_secs(10),
         )
@@ -295,6 +347,41 @@ mod tests {
         assert_eq!((a.status, a.text().as_str()), (200, "ok"));
         let b = conn.read_response().await.expect("b");
         assert_eq!((b.status, b.text().as_str()), (404, "abcde"));
+        server.await.expect("server");
+    }
+
+    /// The daemon closes a keep-alive connection left idle for its header
+    /// read timeout. `idle-conns` kept one for `/metrics` while it opened
+    /// 10,000 others; when that took longer than 10 s the run failed with
+    /// "connection closed by the server". A GET now goes out again on a
+    /// new connection.
+    #[tokio::test]
+    async fn a_get_goes_out_again_when_the_server_closed_the_idle_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            // Each connection gets one answer, then is closed as the
+            // daemon closes an idle one.
+            for n in 0..2 {
+                let (mut s, _) = listener.accept().await.expect("accept");
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await.expect("read");
+                s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n{n}").as_bytes())
+                    .await
+                    .expect("write");
+            }
+        });
+        let mut conn = Conn::connect(addr).await.expect("connect");
+        let req = request("GET", "/metrics", addr, None, None);
+        let first = conn.call(&req, Duration::from_secs(5)).await.expect("first");
+        assert_eq!(first.text(), "0");
+        let again = conn
+            .call_again_if_closed(&req, Duration::from_secs(5))
+            .await
+            .expect("sent again on a new connection");
+        assert_eq!(again.text(), "1");
         server.await.expect("server");
     }
 }
