@@ -68,9 +68,10 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct StorageArgs {
-    /// Database file (created, migrated and seeded if empty).
+    /// Database file or postgres:// URL (created, migrated and seeded if
+    /// empty).
     #[arg(long)]
-    pub db: PathBuf,
+    pub db: String,
     /// Orders to place.
     #[arg(long)]
     pub orders: u64,

@@ -95,11 +95,11 @@ pub fn run(args: &StorageArgs) -> Result<()> {
         return Err("--group must be at least 1".into());
     }
     let (lo, hi) = parse_lines(&args.lines)?;
-    let location = Location::File(args.db.clone());
+    let location: Location = args.db.parse()?;
     if seed(&Db::open(&location)?)? {
         eprintln!(
             "oms-bench: seeded {} with {SKUS} SKUs and {CUSTOMERS} customers",
-            args.db.display()
+            location.display()
         );
     }
     // Keys unique across runs on the same file, so nothing is a replay.
@@ -181,7 +181,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let db = dir.join("s.db");
         let args = StorageArgs {
-            db: db.clone(),
+            db: db.display().to_string(),
             orders: 130,
             group: 64,
             lines: "1-3".into(),
