@@ -9,7 +9,8 @@
 //! within its client timeout (a timeout or a broken connection is a
 //! failure: the daemon must not hang on a dead database); every answer
 //! while the cluster is down must be 503 `application/problem+json` (the
-//! probes' `/healthz` too); both daemons must answer 2xx again within
+//! probes' `/healthz` too, as its documented plain JSON `Health` body with
+//! `"status": "unavailable"`); both daemons must answer 2xx again within
 //! `--recover-secs` of the start, on their own; at the end every 201's
 //! order exists under its key with its id, every placement that got no
 //! 201 is retried with its key and body and must now get one, no key holds
@@ -289,9 +290,17 @@ pub async fn run(args: Args) -> Result<Verdict> {
                     ));
                 }
             }
-            Ok((503, ctype, _)) => {
+            Ok((503, ctype, body)) => {
                 unavailable += 1;
-                if !ctype.starts_with("application/problem+json") {
+                // `/healthz` answers plain JSON, not a problem (OpenAPI:
+                // `Health`, `"status": "unavailable"`); everything else a
+                // problem.
+                let right = if e.what == "GET /healthz" {
+                    ctype.starts_with("application/json") && body.contains("unavailable")
+                } else {
+                    ctype.starts_with("application/problem+json")
+                };
+                if !right {
                     wrong += 1;
                     first_wrong.get_or_insert_with(|| {
                         format!("daemon {}: {} answered 503 as {ctype:?}", e.daemon, e.what)
