@@ -672,7 +672,8 @@ async fn sse(
     let deadline = tokio::time::Instant::now() + limit;
     let (mut buf, mut seen) = (String::new(), Vec::new());
     loop {
-        if until.is_some_and(|u| seen.last().is_some_and(|&l| l >= u)) {
+        // (A cursor kept at the very end has nothing to wait for.)
+        if until.is_some_and(|u| seen.last().copied().unwrap_or(start) >= u) {
             return Ok(seen);
         }
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
