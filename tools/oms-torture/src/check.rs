@@ -1,10 +1,11 @@
-//! Audits of a database file: the stock invariants recomputed from the
-//! orders, `Db::verify` (integrity check, ledger, change log), orders
-//! without items, and every order by its idempotency key.
+//! Audits of a database (a file or a PostgreSQL URL): the stock invariants
+//! recomputed from the orders, `Db::verify` (integrity check, ledger,
+//! change log), orders without items, and every order by its idempotency
+//! key.
 //!
 //! An audit reads products and orders in separate statements, so it runs
-//! only on a file nobody writes: a snapshot from `oms backup` taken under
-//! load, or the live file once the load has stopped.
+//! only on a database nobody writes: a snapshot from `oms backup` taken
+//! under load, or the live database once the load has stopped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -24,6 +25,8 @@ pub struct Audit {
     pub oversold: i64,
     /// Orders with no item (a half-written placement).
     pub partial: usize,
+    /// Stock per SKU: (on_hand, reserved).
+    pub stock: BTreeMap<String, (i64, i64)>,
     pub problems: Vec<String>,
 }
 
@@ -31,7 +34,9 @@ pub struct Audit {
 /// restocked), also checks `on_hand + shipped = initial` and counts
 /// oversold units.
 pub fn audit(db: &Path, initial: Option<&BTreeMap<String, i64>>) -> Result<Audit> {
-    let store = Db::open(&Location::File(db.to_path_buf()))?;
+    // A file, or a `postgres://` URL (`Oms::db` holds either).
+    let location: Location = crate::oms::path_str(db)?.parse()?;
+    let store = Db::open(&location)?;
     let mut audit = Audit::default();
     let report = store.verify()?;
     if report.integrity != "ok" {
@@ -78,6 +83,7 @@ pub fn audit(db: &Path, initial: Option<&BTreeMap<String, i64>>) -> Result<Audit
     for p in store.products(&ProductQuery::default())? {
         let sku = p.sku.to_string();
         let (on_hand, reserved) = (p.stock_on_hand, p.stock_reserved);
+        audit.stock.insert(sku.clone(), (on_hand, reserved));
         let open_qty = open.get(&sku).copied().unwrap_or(0);
         let shipped_qty = shipped.get(&sku).copied().unwrap_or(0);
         if on_hand < 0 || reserved < 0 || reserved > on_hand {

@@ -172,7 +172,9 @@ impl Client {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Failure> {
+/// Opens one HTTP/1.1 connection to a loopback address (for callers that
+/// read a streamed answer themselves).
+pub async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Failure> {
     if !addr.ip().is_loopback() {
         return Err(Failure::Connect(format!(
             "{addr} is not a loopback address"

@@ -13,6 +13,12 @@
 //! `Idempotent-Replayed: true`, or created now), and no key may ever hold
 //! two orders. Every few rounds `oms backup` runs under load; the copy must
 //! pass `oms verify` and the same audit.
+//!
+//! With `--db postgres://...` and `--daemons N` (`crash-pg`), N daemons
+//! serve one PostgreSQL database with the buyers spread over them, and each
+//! round SIGKILLs one of them (in turn) while the others keep serving; the
+//! checks run once the load has stopped, and the unanswered placements are
+//! replayed through another daemon than the one killed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::audit_async;
 use crate::client::Client;
-use crate::oms::{Daemon, Oms, customer, path_str, sku};
+use crate::oms::{Daemon, Oms, Store, customer, daemon_log, path_str, sku};
 use crate::oversell::{Outcome, cart, order_body, place_http};
 use crate::{Common, Result, Verdict, note};
 
@@ -29,6 +35,8 @@ use crate::{Common, Result, Verdict, note};
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub store: Store,
     /// Daemon kills (rounds).
     #[arg(long, default_value_t = 50)]
     pub kills: usize,
@@ -78,13 +86,21 @@ struct Figures {
 pub async fn run(args: Args) -> Result<Verdict> {
     let work = &args.common.work;
     tokio::fs::create_dir_all(work).await?;
-    let oms = Oms::new(&args.common.oms, work.join("crash.db"));
+    let oms = args.store.oms(&args.common.oms, work, "crash.db")?;
     oms.shop(work, args.skus, 1_000_000_000, args.customers)
         .await?;
     let token = oms.admin_token().await?;
-    let log = work.join("crash-daemon.log");
+    let n = args.store.daemons;
+    let pg = args.store.db.is_some();
     let mut rng = fastrand::Rng::with_seed(args.common.seed);
-    let mut verdict = Verdict::new("crash");
+    let mut verdict = Verdict::new(if pg { "crash-pg" } else { "crash" });
+    // Daemon i, or None once killed (restarted at the next round).
+    let mut daemons: Vec<Option<Daemon>> = Vec::with_capacity(n);
+    for i in 0..n {
+        daemons.push(Some(
+            Daemon::start(&oms, &daemon_log(work, "crash", n, i), &[]).await?,
+        ));
+    }
     let mut figures = Figures::default();
     // Every acknowledged placement so far: key -> order id (0 for an
     // import's orders, whose ids the import does not print).
@@ -92,15 +108,28 @@ pub async fn run(args: Args) -> Result<Verdict> {
     let mut pending: Vec<Pending> = Vec::new();
     let started = Instant::now();
     note(format!(
-        "crash: {} kills, {} buyers, imports of {} lines",
-        args.kills, args.buyers, args.import_lines
+        "crash: {} kills of {n} daemon(s), {} buyers, imports of {} lines ({})",
+        args.kills,
+        args.buyers,
+        args.import_lines,
+        args.store.backend()
     ));
 
     for round in 0..=args.kills {
-        let daemon = Daemon::start(&oms, &log, &[]).await?;
-        let addr = daemon.addr;
-        // Resolve the last round's unanswered placements by their keys.
-        let mut client = Client::new(addr);
+        // Restart the daemon killed last round.
+        let mut restarted = None;
+        for (i, slot) in daemons.iter_mut().enumerate() {
+            if slot.is_none() {
+                *slot = Some(Daemon::start(&oms, &daemon_log(work, "crash", n, i), &[]).await?);
+                restarted = Some(i);
+            }
+        }
+        let addrs: Vec<_> = daemons.iter().flatten().map(|d| d.addr).collect();
+        // Resolve the last round's unanswered placements by their keys,
+        // through another daemon than the one that was killed when there
+        // is one.
+        let replay_on = restarted.map_or(0, |i| (i + 1) % n);
+        let mut client = Client::new(addrs[replay_on]);
         for p in pending.drain(..) {
             let reply = place_replay(&mut client, &token, &p).await;
             match reply {
@@ -117,17 +146,21 @@ pub async fn run(args: Args) -> Result<Verdict> {
         }
         if round == args.kills {
             // The last start only resolves; it ends cleanly.
-            let (code, _) = daemon.term(Duration::from_secs(20)).await?;
-            verdict.check(code == Some(0), || {
-                format!("the last daemon exited {code:?} after SIGTERM")
-            });
+            for (i, daemon) in daemons.drain(..).flatten().enumerate() {
+                let (code, _) = daemon.term(Duration::from_secs(20)).await?;
+                verdict.check(code == Some(0), || {
+                    format!("daemon {i} exited {code:?} after the last SIGTERM")
+                });
+            }
             break;
         }
+        let victim = round % n;
 
         // Load.
         let stop = Arc::new(AtomicBool::new(false));
         let mut buyers = Vec::new();
         for b in 0..args.buyers {
+            let addr = addrs[b % n];
             let (token, stop) = (token.clone(), Arc::clone(&stop));
             let (skus, customers) = (args.skus, args.customers);
             let mut rng = fastrand::Rng::with_seed(rng.u64(..));
@@ -202,7 +235,11 @@ pub async fn run(args: Args) -> Result<Verdict> {
         let mut import = import.ok_or("the import never started")?;
         tokio::time::sleep_until(kill_at.into()).await;
         stop.store(true, Ordering::Relaxed);
-        daemon.kill9().await?;
+        daemons[victim]
+            .take()
+            .ok_or("the daemon to kill is not running")?
+            .kill9()
+            .await?;
         figures.kills += 1;
         let import_status = if kill_import {
             let _ = import.start_kill();
@@ -231,7 +268,8 @@ pub async fn run(args: Args) -> Result<Verdict> {
         figures.acked_http += round_acked;
         figures.unknown += pending.len();
 
-        // Nobody writes now: check the file.
+        // Nobody writes now (the other daemons have no load left): check
+        // the database.
         let verify = oms.run(&["verify"], Duration::from_secs(120)).await?;
         verdict.check(verify.ok(), || {
             format!(
@@ -309,7 +347,7 @@ pub async fn run(args: Args) -> Result<Verdict> {
         }
         let _ = tokio::fs::remove_file(&import_file).await;
         note(format!(
-            "round {round}: up {up:?}, {round_acked} acked, {} unanswered, import {}, {} orders on file",
+            "round {round}: daemon {victim} up {up:?}, {round_acked} acked, {} unanswered, import {}, {} orders on file",
             pending.len(),
             if import_status.success() {
                 "done"
@@ -331,6 +369,9 @@ pub async fn run(args: Args) -> Result<Verdict> {
             figures.lost += 1;
             verdict.fail(format!("end: acknowledged placement {key} is missing"));
         }
+    }
+    if pg {
+        verdict.figure("daemons", n);
     }
     verdict.figure("kills", figures.kills);
     verdict.figure("acked_orders", figures.acked_http + figures.acked_import);

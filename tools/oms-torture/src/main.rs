@@ -20,14 +20,31 @@
 //! - `shutdown`: SIGTERM during order load with hundreds of long-polls.
 //! - `webhook`: payment webhook deliveries replayed and shuffled under
 //!   placement load; every order's status agrees with its payments.
+//! - `scale-out`: three daemons and ten CLI processes on one PostgreSQL
+//!   database buy the last units of a product; exactly that many win.
+//! - `feed-pg`: two daemons and the CLI write to one PostgreSQL database
+//!   while a client of one daemon reads the change feed from random
+//!   cursors: every seq once, in order, no gap.
+//! - `pg-restart`: two daemons under load while their PostgreSQL stops and
+//!   starts again: 503 problem+json meanwhile, never a hang, recovery on
+//!   their own, nothing acknowledged lost.
+//! - `copy-roundtrip`: `oms db copy` SQLite -> PostgreSQL -> SQLite keeps
+//!   every export and the change log byte for byte.
 //! - `hold-lock`: a helper process that holds the write lock.
+//!
+//! `oversell`, `crash` and `shutdown` also run on PostgreSQL with several
+//! daemons (`--db postgres://... --daemons N`).
 
 mod check;
 mod client;
 mod contention;
+mod copy_roundtrip;
 mod crash;
+mod feed;
 mod oms;
 mod oversell;
+mod pg_restart;
+mod scale_out;
 mod shutdown;
 mod webhook;
 
@@ -61,6 +78,15 @@ enum Command {
     Shutdown(shutdown::Args),
     /// Payment webhook: replayed, shuffled deliveries under placement load.
     Webhook(webhook::Args),
+    /// Scale-out: daemons and CLI processes on PostgreSQL buy the last units.
+    ScaleOut(scale_out::Args),
+    /// Change feed on PostgreSQL: writers in several processes, a reader
+    /// resuming from random cursors sees every seq once, in order.
+    FeedPg(feed::Args),
+    /// PostgreSQL stopped and started under load on two daemons.
+    PgRestart(pg_restart::Args),
+    /// `oms db copy` SQLite -> PostgreSQL -> SQLite, compared byte for byte.
+    CopyRoundtrip(copy_roundtrip::Args),
     /// Helper: hold the database's write lock for a while.
     HoldLock(contention::HoldArgs),
 }
@@ -93,6 +119,10 @@ fn main() -> ExitCode {
                     Command::Contention(args) => contention::run(args).await,
                     Command::Shutdown(args) => shutdown::run(args).await,
                     Command::Webhook(args) => webhook::run(args).await,
+                    Command::ScaleOut(args) => scale_out::run(args).await,
+                    Command::FeedPg(args) => feed::run(args).await,
+                    Command::PgRestart(args) => pg_restart::run(args).await,
+                    Command::CopyRoundtrip(args) => copy_roundtrip::run(args).await,
                     Command::HoldLock(_) => Ok(Verdict::default()),
                 }
             })

@@ -21,11 +21,56 @@ pub const ADMIN: &str = "admin@torture.test";
 /// How long the daemon may take to print its address.
 const STARTUP: Duration = Duration::from_secs(30);
 
-/// `oms --db DB ...` on one database file.
+/// `oms --db DB ...` on one database: a file, or a `postgres://` URL
+/// (kept as a path too: it is only ever passed on as an argument).
 #[derive(Debug, Clone)]
 pub struct Oms {
     pub bin: PathBuf,
     pub db: PathBuf,
+}
+
+/// Where a harness keeps its shop, and how many daemons serve it: the
+/// `--db` and `--daemons` flags of the harnesses that run on PostgreSQL.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Store {
+    /// A `postgres://` URL of an empty database to use instead of a file
+    /// under --work (the harness creates the shop in it).
+    #[arg(long)]
+    pub db: Option<String>,
+    /// `oms serve` processes on the database, the load spread over them
+    /// (more than one needs --db).
+    #[arg(long, default_value_t = 1)]
+    pub daemons: usize,
+}
+
+impl Store {
+    /// The `oms` of a harness: on `--db`, else on `WORK/FILE`.
+    pub fn oms(&self, bin: &Path, work: &Path, file: &str) -> Result<Oms> {
+        if self.daemons == 0 {
+            return Err("--daemons must be at least 1".into());
+        }
+        match &self.db {
+            Some(url) => {
+                if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                    return Err(format!("--db {url:?} is not a postgres:// URL").into());
+                }
+                Ok(Oms::new(bin, PathBuf::from(url)))
+            }
+            None if self.daemons > 1 => {
+                Err("--daemons above 1 needs --db postgres://... (a file has one daemon)".into())
+            }
+            None => Ok(Oms::new(bin, work.join(file))),
+        }
+    }
+
+    /// The name of the run's backend, for the summary line.
+    pub fn backend(&self) -> &'static str {
+        if self.db.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
 }
 
 /// The outcome of one CLI process.
@@ -207,6 +252,25 @@ async fn finish(mut child: Child, started: Instant, limit: Duration) -> CliRun {
             timed_out: true,
             elapsed: started.elapsed(),
         },
+    }
+}
+
+/// Starts `n` daemons on `oms`'s database, logging to `WORK/NAME-daemon-I.log`
+/// (`NAME-daemon.log` when `n` is 1, as before there were several).
+pub async fn start_daemons(oms: &Oms, work: &Path, name: &str, n: usize) -> Result<Vec<Daemon>> {
+    let mut daemons = Vec::with_capacity(n);
+    for i in 0..n {
+        daemons.push(Daemon::start(oms, &daemon_log(work, name, n, i), &[]).await?);
+    }
+    Ok(daemons)
+}
+
+/// The log file of daemon `i` of `n`.
+pub fn daemon_log(work: &Path, name: &str, n: usize, i: usize) -> PathBuf {
+    if n == 1 {
+        work.join(format!("{name}-daemon.log"))
+    } else {
+        work.join(format!("{name}-daemon-{i}.log"))
     }
 }
 

@@ -10,6 +10,10 @@
 //! nothing negative, `oms verify` clean. Finally every recorded outcome is
 //! held against the database through its idempotency key: an ok placement
 //! exists with its id, a refused one does not exist.
+//!
+//! With `--db postgres://...` and `--daemons N` (`oversell-pg`), N daemons
+//! serve one PostgreSQL database and the HTTP buyers are spread over them;
+//! `oms backup` then writes the snapshot as a SQLite file.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -20,13 +24,15 @@ use serde_json::json;
 
 use crate::check::audit_async;
 use crate::client::{Call, Client, Failure};
-use crate::oms::{Daemon, Oms, customer, path_str, sku};
+use crate::oms::{Oms, Store, customer, path_str, sku, start_daemons};
 use crate::{Common, Result, Verdict, note};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub store: Store,
     /// Products in the shop.
     #[arg(long, default_value_t = 10)]
     pub skus: usize,
@@ -168,24 +174,31 @@ struct AdminTally {
 pub async fn run(args: Args) -> Result<Verdict> {
     let work = &args.common.work;
     tokio::fs::create_dir_all(work).await?;
-    let oms = Oms::new(&args.common.oms, work.join("oversell.db"));
+    let oms = args.store.oms(&args.common.oms, work, "oversell.db")?;
     oms.shop(work, args.skus, args.units, args.customers)
         .await?;
     let initial: BTreeMap<String, i64> = (0..args.skus).map(|i| (sku(i), args.units)).collect();
     let token = oms.admin_token().await?;
-    let daemon = Daemon::start(&oms, &work.join("oversell-daemon.log"), &[]).await?;
-    let addr = daemon.addr;
+    let daemons = start_daemons(&oms, work, "oversell", args.store.daemons).await?;
+    let addrs: Vec<_> = daemons.iter().map(|d| d.addr).collect();
     note(format!(
-        "oversell: {} SKUs x {} units; {} HTTP buyers + {} CLI loops for {} s on {addr}",
-        args.skus, args.units, args.buyers, args.cli, args.secs
+        "oversell: {} SKUs x {} units; {} HTTP buyers + {} CLI loops for {} s on {addrs:?} ({})",
+        args.skus,
+        args.units,
+        args.buyers,
+        args.cli,
+        args.secs,
+        args.store.backend()
     ));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.secs);
     let accepted: Arc<Mutex<Vec<i64>>> = Arc::default();
-    let mut verdict = Verdict::new("oversell");
+    let pg = args.store.db.is_some();
+    let mut verdict = Verdict::new(if pg { "oversell-pg" } else { "oversell" });
 
     let mut placers = Vec::new();
     for b in 0..args.buyers {
+        let addr = addrs[b % addrs.len()];
         let (token, accepted) = (token.clone(), Arc::clone(&accepted));
         let (skus, customers) = (args.skus, args.customers);
         let mut rng = fastrand::Rng::with_seed(args.common.seed ^ (b as u64 + 1) << 8);
@@ -240,8 +253,10 @@ pub async fn run(args: Args) -> Result<Verdict> {
     let admin = {
         let (token, accepted) = (token.clone(), Arc::clone(&accepted));
         let mut rng = fastrand::Rng::with_seed(args.common.seed ^ 0xad);
+        let addrs = addrs.clone();
         tokio::spawn(async move {
-            let mut client = Client::new(addr);
+            // One connection per daemon, a random daemon for each action.
+            let mut clients: Vec<Client> = addrs.iter().map(|a| Client::new(*a)).collect();
             let mut tally = AdminTally::default();
             while Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -262,7 +277,8 @@ pub async fn run(args: Args) -> Result<Verdict> {
                     json!({ "status": status }).to_string(),
                 );
                 tally.asked += 1;
-                match client.send(&call, Duration::from_secs(30)).await {
+                let d = rng.usize(0..clients.len());
+                match clients[d].send(&call, Duration::from_secs(30)).await {
                     Ok(r) if r.status == 200 => tally.done += 1,
                     Ok(r) if r.status == 409 => tally.refused += 1,
                     _ => tally.unknown += 1,
@@ -393,11 +409,18 @@ pub async fn run(args: Args) -> Result<Verdict> {
         note(format!("unknown outcome x{n}: {reason}"));
     }
 
-    let (code, took) = daemon.term(Duration::from_secs(20)).await?;
-    verdict.check(code == Some(0), || {
-        format!("the daemon exited {code:?} after SIGTERM")
-    });
+    let mut took = Duration::ZERO;
+    for (i, daemon) in daemons.into_iter().enumerate() {
+        let (code, t) = daemon.term(Duration::from_secs(20)).await?;
+        took = took.max(t);
+        verdict.check(code == Some(0), || {
+            format!("daemon {i} exited {code:?} after SIGTERM")
+        });
+    }
 
+    if pg {
+        verdict.figure("daemons", addrs.len());
+    }
     verdict.figure("attempts", attempts.len());
     verdict.figure("accepted", ok);
     verdict.figure("refused", refused);
@@ -412,7 +435,7 @@ pub async fn run(args: Args) -> Result<Verdict> {
     verdict.figure("violations", end.problems.len());
     verdict.figure("secs", format!("{:.1}", started.elapsed().as_secs_f64()));
     note(format!(
-        "oversell: admin refused {} / unknown {}; daemon stopped in {took:?}",
+        "oversell: admin refused {} / unknown {}; daemons stopped in {took:?}",
         tally.refused, tally.unknown
     ));
     Ok(verdict)

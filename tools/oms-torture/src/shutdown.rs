@@ -9,6 +9,11 @@
 //! or a cut answer (a clean close, for a request sent as the daemon stops,
 //! is allowed); and every acknowledged order must be in the file, which
 //! must pass `oms verify`.
+//!
+//! With `--db postgres://...` and `--daemons N` (`shutdown-pg`), N daemons
+//! serve one PostgreSQL database with the polls and buyers spread over
+//! them, and get SIGTERM one after another (the others still under load):
+//! each must exit 0 in time and release its own waiting polls.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::audit_async;
 use crate::client::{Call, Client, Failure};
-use crate::oms::{Daemon, Oms};
+use crate::oms::{Store, start_daemons};
 use crate::oversell::{Outcome, cart, order_body, place_http};
 use crate::{Common, Result, Verdict, note};
 
@@ -24,6 +29,8 @@ use crate::{Common, Result, Verdict, note};
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub store: Store,
     /// Long-polls held at once.
     #[arg(long, default_value_t = 500)]
     pub pollers: usize,
@@ -48,6 +55,8 @@ pub struct Args {
 
 /// A long-poll that was sent, and how it ended.
 struct Poll {
+    /// The daemon it was sent to.
+    daemon: usize,
     sent: Instant,
     ended: Instant,
     result: Result<u16, Failure>,
@@ -61,7 +70,7 @@ const WATCHER: &str = "watcher@torture.test";
 pub async fn run(args: Args) -> Result<Verdict> {
     let work = &args.common.work;
     tokio::fs::create_dir_all(work).await?;
-    let oms = Oms::new(&args.common.oms, work.join("shutdown.db"));
+    let oms = args.store.oms(&args.common.oms, work, "shutdown.db")?;
     oms.shop(work, 20, 1_000_000_000, 100).await?;
     oms.must(&[
         "user", "add", "--email", WATCHER, "--name", "Watcher", "--role", "customer",
@@ -69,18 +78,25 @@ pub async fn run(args: Args) -> Result<Verdict> {
     .await?;
     let admin = oms.admin_token().await?;
     let watcher = oms.token(WATCHER).await?;
-    let mut verdict = Verdict::new("shutdown");
-    let daemon = Daemon::start(&oms, &work.join("shutdown-daemon.log"), &[]).await?;
-    let addr = daemon.addr;
+    let pg = args.store.db.is_some();
+    let mut verdict = Verdict::new(if pg { "shutdown-pg" } else { "shutdown" });
+    let n = args.store.daemons;
+    let daemons = start_daemons(&oms, work, "shutdown", n).await?;
+    let addrs: Vec<_> = daemons.iter().map(|d| d.addr).collect();
     note(format!(
-        "shutdown: {} long-polls ({} admin), {} buyers for {} s on {addr}",
-        args.pollers, args.admin_pollers, args.buyers, args.load_secs
+        "shutdown: {} long-polls ({} admin), {} buyers for {} s on {addrs:?} ({})",
+        args.pollers,
+        args.admin_pollers,
+        args.buyers,
+        args.load_secs,
+        args.store.backend()
     ));
 
     // Stops every loop once the daemon is gone.
     let stop = Arc::new(AtomicBool::new(false));
     let mut pollers = Vec::new();
     for p in 0..args.pollers {
+        let (daemon, addr) = (p % n, addrs[p % n]);
         let token = if p < args.admin_pollers {
             admin.clone()
         } else {
@@ -113,6 +129,7 @@ pub async fn run(args: Args) -> Result<Verdict> {
                     break;
                 }
                 polls.push(Poll {
+                    daemon,
                     sent,
                     ended,
                     result: result.map(|r| r.status),
@@ -123,6 +140,7 @@ pub async fn run(args: Args) -> Result<Verdict> {
     }
     let mut buyers = Vec::new();
     for b in 0..args.buyers {
+        let addr = addrs[b % n];
         let (token, stop) = (admin.clone(), Arc::clone(&stop));
         let mut rng = fastrand::Rng::with_seed(args.common.seed ^ (b as u64 + 1) << 8);
         buyers.push(tokio::spawn(async move {
@@ -145,40 +163,52 @@ pub async fn run(args: Args) -> Result<Verdict> {
         }));
     }
 
-    // Load, and wait until the customer's long-polls are all waiting.
-    let waiting_target = (args.pollers - args.admin_pollers.min(args.pollers)) as u64;
+    // Load, then daemon after daemon: wait until the customer's long-polls
+    // on it are all waiting, and SIGTERM it.
     tokio::time::sleep(Duration::from_secs(args.load_secs)).await;
-    let mut metrics = Client::new(addr);
-    let mut waiting = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        waiting = feed_waiters(&mut metrics).await.unwrap_or(0);
-        if waiting >= waiting_target {
-            break;
+    let mut signalled = Vec::with_capacity(n);
+    let (mut codes, mut waiting, mut took) = (Vec::new(), 0, Duration::ZERO);
+    for (i, daemon) in daemons.into_iter().enumerate() {
+        let target = (args.admin_pollers.min(args.pollers)..args.pollers)
+            .filter(|p| p % n == i)
+            .count() as u64;
+        let mut metrics = Client::new(addrs[i]);
+        let mut here = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            here = feed_waiters(&mut metrics).await.unwrap_or(0);
+            if here >= target {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    verdict.check(waiting >= waiting_target, || {
-        format!("only {waiting} of {waiting_target} long-polls were waiting before SIGTERM")
-    });
-    drop(metrics);
+        verdict.check(here >= target, || {
+            format!("daemon {i}: only {here} of {target} long-polls were waiting before SIGTERM")
+        });
+        drop(metrics);
+        waiting += here;
 
-    note(format!("SIGTERM with {waiting} long-polls waiting"));
-    let signalled = Instant::now();
-    let (code, took) = daemon
-        .term(Duration::from_secs(args.deadline_secs.max(1) * 3))
-        .await?;
-    note(format!("daemon exited {code:?} after {took:?}"));
-    verdict.check(code == Some(0), || {
-        format!("the daemon exited {code:?} after SIGTERM (want 0)")
-    });
-    verdict.check(took <= Duration::from_secs(args.deadline_secs), || {
-        format!(
-            "the daemon took {:.1} s to exit after SIGTERM (limit {} s)",
-            took.as_secs_f64(),
-            args.deadline_secs
-        )
-    });
+        note(format!(
+            "SIGTERM to daemon {i} with {here} long-polls waiting"
+        ));
+        signalled.push(Instant::now());
+        let (code, t) = daemon
+            .term(Duration::from_secs(args.deadline_secs.max(1) * 3))
+            .await?;
+        note(format!("daemon {i} exited {code:?} after {t:?}"));
+        verdict.check(code == Some(0), || {
+            format!("daemon {i} exited {code:?} after SIGTERM (want 0)")
+        });
+        verdict.check(t <= Duration::from_secs(args.deadline_secs), || {
+            format!(
+                "daemon {i} took {:.1} s to exit after SIGTERM (limit {} s)",
+                t.as_secs_f64(),
+                args.deadline_secs
+            )
+        });
+        codes.push(code.map_or("none".into(), |c| c.to_string()));
+        took = took.max(t);
+    }
     stop.store(true, Ordering::Relaxed);
 
     // Every long-poll in flight at the signal.
@@ -189,7 +219,8 @@ pub async fn run(args: Args) -> Result<Verdict> {
         let polls = tokio::time::timeout(Duration::from_secs(args.wait + 60), p)
             .await
             .map_err(|_| "a long-poller did not finish")??;
-        for poll in polls.iter().filter(|p| p.ended >= signalled) {
+        for poll in polls.iter().filter(|p| p.ended >= signalled[p.daemon]) {
+            let signalled = signalled[poll.daemon];
             let waiting_then = poll.sent + SURELY_WAITING <= signalled;
             match &poll.result {
                 Ok(_) => {
@@ -258,7 +289,10 @@ pub async fn run(args: Args) -> Result<Verdict> {
         format!("oms verify after shutdown exited {:?}", verify.code)
     });
 
-    verdict.figure("exit_code", code.map_or("none".into(), |c| c.to_string()));
+    if pg {
+        verdict.figure("daemons", n);
+    }
+    verdict.figure("exit_code", codes.join(","));
     verdict.figure("exit_secs", format!("{:.2}", took.as_secs_f64()));
     verdict.figure("waiting_at_sigterm", waiting);
     verdict.figure("polls_released", released);
