@@ -556,7 +556,12 @@ mod tests {
         let keys = Keys::new(&[7u8; 32]).unwrap();
         let now = now_secs();
         let presented = keys
-            .verify(&keys.mint(&grant(Role::Admin), Duration::from_secs(60)).unwrap().0)
+            .verify(
+                &keys
+                    .mint(&grant(Role::Admin), Duration::from_secs(60))
+                    .unwrap()
+                    .0,
+            )
             .unwrap();
         let live = Validity {
             expires: now + 60,

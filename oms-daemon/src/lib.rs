@@ -328,7 +328,7 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             let credential = session::credential(req.headers());
             let principal = match credential {
                 Some(c) => authenticate(&app, c.token()).await,
-                None => None,
+                None => Ok(None),
             };
             // Only a bad bearer token is refused where no token is needed:
             // a stale session cookie must not lock a browser out of the
@@ -336,11 +336,14 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             let token_given = req.headers().contains_key(AUTHORIZATION);
             // A write authenticated by the session cookie must come from the
             // dashboard's own origin (cross-site request forgery).
+            let authenticated = matches!(principal, Ok(Some(_)));
             let cross_site_cookie = matches!(credential, Some(session::Credential::Cookie(_)))
-                && principal.is_some()
+                && authenticated
                 && !is_safe(&method)
                 && !session::same_origin(req.headers());
-            match routes::authorize(matched.route, &method, principal, peer) {
+            match principal
+                .and_then(|principal| routes::authorize(matched.route, &method, principal, peer))
+            {
                 Ok(_) if cross_site_cookie => {
                     drained = http::discard_body(req, app.config.max_body).await;
                     http::problem(&Problem::forbidden(
@@ -348,7 +351,7 @@ pub async fn service(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
                     ))
                 }
                 Ok(access) => {
-                    if token_given && principal.is_none() {
+                    if token_given && !authenticated {
                         // A bad token is refused even where none is needed.
                         drained = http::discard_body(req, app.config.max_body).await;
                         http::problem(&Problem::unauthorized(
@@ -426,14 +429,20 @@ fn is_safe(method: &hyper::Method) -> bool {
 /// changing its password or role ends its tokens at once, whichever
 /// process made the change. A database error counts as no caller: the
 /// request is refused rather than let through unchecked.
-async fn authenticate(app: &App, token: &str) -> Option<auth::Principal> {
-    let presented = app.keys.verify(token)?;
+/// The principal a token stands for: `Ok(None)` when the token is not
+/// valid or its user no longer holds that grant; an error (503 and the
+/// like) when the user cannot be read, so a client whose database is
+/// briefly unreachable is told to retry, not that its token is bad.
+async fn authenticate(app: &App, token: &str) -> Result<Option<auth::Principal>, Problem> {
+    let Some(presented) = app.keys.verify(token) else {
+        return Ok(None);
+    };
     let user = presented.user;
     match app.db.lookup(move |store| store.token_grant(user)).await {
-        Ok(grant) => presented.principal(grant.as_ref()),
+        Ok(grant) => Ok(presented.principal(grant.as_ref())),
         Err(e) => {
             tracing::warn!(error = %e, "cannot check a token against its user");
-            None
+            Err(Problem::from(e))
         }
     }
 }
@@ -460,8 +469,6 @@ fn next_request_id() -> String {
     format!("{prefix:08x}-{:010x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Runs `oms serve` until SIGINT or SIGTERM: binds, serves, shuts down
-/// gracefully, commits what is queued, returns.
 /// Connections the kernel may queue for the accept loop. tokio's `bind`
 /// asks for 1,024; a burst of thousands of clients (a load balancer
 /// reconnecting, long-polls coming back after a restart) then overflows
@@ -483,6 +490,8 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Runs `oms serve` until SIGINT or SIGTERM: binds, serves, shuts down
+/// gracefully, commits what is queued, returns.
 pub fn run(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<(), StartError> {
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()

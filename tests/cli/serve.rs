@@ -965,3 +965,32 @@ fn a_full_disk_is_reported_honestly_and_recovers() {
     }
     db.assert_verifies();
 }
+
+/// A token whose user cannot be read (the database failing under the
+/// daemon) is not answered 401 "invalid token": the client's credentials
+/// are fine and it must retry, not log in again. Found by oms-torture
+/// pg-restart (every authenticated request answered 401 while PostgreSQL
+/// was down); here the users table is taken away under a running daemon.
+#[test]
+fn a_token_that_cannot_be_checked_is_not_called_invalid() {
+    let db = Db::empty();
+    db.ok(&["init"]);
+    let token = admin_token(&db);
+    let server = Server::start(&db, &[]);
+    let agent = agent();
+    let url = server.url("/api/products");
+    assert_eq!(get(&agent, &url, Some(&token)).expect("get").status, 200);
+
+    db.sqlite("ALTER TABLE users RENAME TO users_away");
+    let refused = get(&agent, &url, Some(&token)).expect("get");
+    assert!(
+        refused.status >= 500,
+        "a token that cannot be checked answered {}: {}",
+        refused.status,
+        refused.text
+    );
+    assert_eq!(refused.body["status"], refused.status, "{}", refused.text);
+
+    db.sqlite("ALTER TABLE users_away RENAME TO users");
+    assert_eq!(get(&agent, &url, Some(&token)).expect("get").status, 200);
+}

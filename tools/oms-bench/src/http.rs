@@ -153,11 +153,7 @@ impl Conn {
     /// response is written), so a connection kept for occasional requests
     /// (e.g. reading `/metrics` before and after opening 10,000 others)
     /// may be gone when it is used again.
-    pub async fn call_again_if_closed(
-        &mut self,
-        req: &[u8],
-        limit: Duration,
-    ) -> Result<Response> {
+    pub async fn call_again_if_closed(&mut self, req: &[u8], limit: Duration) -> Result<Response> {
         match self.call(req, limit).await {
             Err(e) if is_closed(&e) => {
                 *self = Conn::connect(self.addr).await?;
@@ -375,7 +371,10 @@ mod tests {
         });
         let mut conn = Conn::connect(addr).await.expect("connect");
         let req = request("GET", "/metrics", addr, None, None);
-        let first = conn.call(&req, Duration::from_secs(5)).await.expect("first");
+        let first = conn
+            .call(&req, Duration::from_secs(5))
+            .await
+            .expect("first");
         assert_eq!(first.text(), "0");
         let again = conn
             .call_again_if_closed(&req, Duration::from_secs(5))
