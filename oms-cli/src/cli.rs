@@ -90,6 +90,9 @@ pub enum Command {
     Verify,
     /// Write a consistent copy of the database, safe while others write.
     Backup(commands::backup::BackupArgs),
+    /// Copy the whole shop between databases (SQLite file ↔ PostgreSQL).
+    #[command(subcommand)]
+    Db(commands::db::DbCommand),
     /// Serve the HTTP API on this database (see the README for endpoints).
     Serve(commands::serve::ServeArgs),
     /// Mint tokens for scripts calling the daemon.

@@ -71,7 +71,10 @@ impl CliError {
                 ErrorKind::NotFound => exit::NOT_FOUND,
                 ErrorKind::Conflict | ErrorKind::Stale => exit::CONFLICT,
                 ErrorKind::Invalid => exit::INVALID,
-                ErrorKind::Busy | ErrorKind::StorageFull | ErrorKind::Internal => exit::INTERNAL,
+                ErrorKind::Busy
+                | ErrorKind::StorageFull
+                | ErrorKind::Unavailable
+                | ErrorKind::Internal => exit::INTERNAL,
             },
             CliError::Io { .. } | CliError::Serve(_) | CliError::Delivery(_) => exit::INTERNAL,
             CliError::Usage(_) => exit::USAGE,

@@ -55,3 +55,10 @@ pub const PRODUCT_TYPE: bool = cfg!(feature = "broken-product-type");
 /// deduplicated by their ids. Caught by `oms-torture webhook` (refunds
 /// applied twice).
 pub const WEBHOOK_DEDUPE: bool = cfg!(feature = "broken-webhook-dedupe");
+
+/// `broken-pg-plain-sequence`: on PostgreSQL, change-log seqs come from a
+/// plain sequence and writers do not take turns on the counter row, so a
+/// slower transaction can commit a smaller seq after a reader moved past
+/// it. Caught by the feed-gap test on PostgreSQL (`oms-core` tests,
+/// `feed_gaps`).
+pub const PG_PLAIN_SEQUENCE: bool = cfg!(feature = "broken-pg-plain-sequence");

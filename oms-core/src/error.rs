@@ -94,6 +94,12 @@ pub enum Error {
     )]
     StorageFull,
 
+    /// The database server cannot be reached (it restarts, the network is
+    /// down): nothing was written; the same request succeeds once it is
+    /// back.
+    #[error("the database is unavailable: {0}; nothing was written, retry")]
+    Unavailable(String),
+
     /// The database was written by a newer oms.
     #[error("database schema {found} is newer than this oms supports ({supported}); upgrade oms")]
     SchemaTooNew { found: i64, supported: i64 },
@@ -126,6 +132,8 @@ pub enum ErrorKind {
     Busy,
     /// The storage cannot take writes now (disk full); retrying later helps.
     StorageFull,
+    /// The database server cannot be reached now; retrying later helps.
+    Unavailable,
     Internal,
 }
 
@@ -177,6 +185,7 @@ impl Error {
             Error::AtLine { source, .. } => source.kind(),
             Error::Busy { .. } => ErrorKind::Busy,
             Error::StorageFull => ErrorKind::StorageFull,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::SchemaTooNew { .. } | Error::Io { .. } | Error::Database(_) => {
                 ErrorKind::Internal
             }

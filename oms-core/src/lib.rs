@@ -23,7 +23,8 @@ mod store;
 mod timestamp;
 
 pub use db::{
-    Db, Feed, Location, Published, ServeOptions, Subscription, WriteFailure, WriteObserver,
+    Db, Feed, KeyClaim, Location, Published, ServeOptions, Subscription, WriteFailure,
+    WriteObserver,
 };
 pub use error::{Error, ErrorKind, LineFailure, Result};
 pub use ids::{CustomerId, NotificationId, OrderId, PaymentId, ProductId, Seq, UserId};
@@ -34,6 +35,7 @@ pub use notification::{
     NotificationKind, NotificationStatus, Recorded,
 };
 pub use status::Status;
+pub use store::copy::{CopyProgress, CopySummary};
 pub use store::{
     Actor, ChangeReads, CustomerQuery, CustomerReads, CustomerWrites, DriftReport, EXPORT_BATCH,
     ExpireOutcome, ImportSummary, MAX_CUSTOMER_IDS, MAX_LINES, NotificationReads,

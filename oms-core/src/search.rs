@@ -24,6 +24,23 @@ pub fn fold(text: &str) -> String {
     out
 }
 
+/// The `LIKE ... ESCAPE '\'` pattern that finds `text` anywhere in a
+/// [`fold`]ed column: folded, with `%`, `_` and `\` escaped. Both storage
+/// engines search this way (their `oms_fold` SQL function is [`fold`]).
+pub(crate) fn like_pattern(text: &str) -> String {
+    let text = fold(text);
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::fold;

@@ -22,11 +22,10 @@ mod sd_notify;
 pub mod session;
 pub mod webhook;
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
@@ -90,8 +89,6 @@ pub struct App {
     hasher: Hasher,
     login_by_ip: RateLimiter,
     login_by_account: RateLimiter,
-    /// Idempotency keys whose first request is still running: (user, key).
-    in_flight: Mutex<HashSet<(i64, String)>>,
     /// The payment webhook's secrets, keyed; `None` when not configured.
     webhook_keys: Option<webhook::Keys>,
     shutdown: watch::Sender<bool>,
@@ -129,7 +126,6 @@ impl App {
             hasher: Hasher::new(2)?,
             login_by_ip: RateLimiter::new(30, std::time::Duration::from_secs(60)),
             login_by_account: RateLimiter::new(10, std::time::Duration::from_secs(60)),
-            in_flight: Mutex::new(HashSet::new()),
             webhook_keys: webhook::Keys::new(
                 config.webhook_secret.as_deref(),
                 config.webhook_secret_previous.as_deref(),

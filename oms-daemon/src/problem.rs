@@ -121,6 +121,7 @@ impl Problem {
             // Not a bug of the request or of oms: name the cause, and say
             // when to retry (the write succeeds once space is freed).
             Error::StorageFull => Problem::unavailable(e.to_string(), STORAGE_FULL_RETRY_SECS),
+            Error::Unavailable(_) => Problem::unavailable(e.to_string(), 1),
             Error::SchemaTooNew { .. } | Error::Io { .. } | Error::Database(_) => {
                 tracing::error!(error = %e, "internal error");
                 Problem::internal()

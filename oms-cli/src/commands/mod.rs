@@ -5,6 +5,7 @@ pub mod backup;
 pub mod changes;
 pub mod completions;
 pub mod customer;
+pub mod db;
 pub mod init;
 pub mod man;
 pub mod notify;
@@ -63,6 +64,7 @@ pub fn run(cli: Cli) -> Result {
         Command::Changes(args) => changes::run(&ctx, args),
         Command::Verify => verify(&ctx),
         Command::Backup(args) => backup::run(&ctx, args),
+        Command::Db(cmd) => db::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Token(cmd) => token::run(&ctx, cmd),
         Command::Notify(cmd) => notify::run(&ctx, cmd),

@@ -23,6 +23,7 @@ mod feed;
 mod readers;
 mod writer;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -36,7 +37,10 @@ use tokio::sync::mpsc;
 pub use feed::{Feed, Published, Subscription};
 pub use writer::{WriteFailure, WriteObserver};
 
+use crate::store::ClaimGuard;
 use crate::store::WriterRole;
+use crate::store::copy::{CopyProgress, CopySummary};
+use crate::store::postgres::Postgres;
 use crate::store::sqlite::engine::Sqlite;
 use crate::store::{
     Backend, ChangeReads, CustomerQuery, CustomerReads, DriftReport, NotificationReads, OrderReads,
@@ -168,7 +172,30 @@ pub struct Db {
     /// Tells the background threads to end; they are joined on close.
     stop: Arc<AtomicBool>,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// Idempotency keys of requests in flight in this process.
+    claims: Arc<Mutex<HashSet<String>>>,
     mode: Mode,
+}
+
+/// An idempotency key claimed for one request (see
+/// [`Db::claim_idempotency_key`]); released when dropped.
+pub struct KeyClaim {
+    _local: LocalClaim,
+    _across: Box<dyn ClaimGuard>,
+}
+
+/// The in-process half of a claim, released when dropped unless kept.
+struct LocalClaim {
+    claims: Arc<Mutex<HashSet<String>>>,
+    name: String,
+}
+
+impl Drop for LocalClaim {
+    fn drop(&mut self) {
+        if let Ok(mut claims) = self.claims.lock() {
+            claims.remove(&self.name);
+        }
+    }
 }
 
 enum Mode {
@@ -189,9 +216,7 @@ struct Served {
 fn backend_for(location: &Location) -> Result<Arc<dyn Backend>> {
     match location {
         Location::File(path) => Ok(Arc::new(Sqlite::File(path.clone()))),
-        Location::Postgres(_) => Err(Error::invalid(format!(
-            "{location}: this build of oms has no PostgreSQL backend"
-        ))),
+        Location::Postgres(url) => Ok(Arc::new(Postgres::new(url, location.display())?)),
     }
 }
 
@@ -239,6 +264,7 @@ impl Db {
             watching: AtomicBool::new(false),
             stop: Arc::new(AtomicBool::new(false)),
             background: Mutex::new(Vec::new()),
+            claims: Arc::default(),
             mode: Mode::Direct(Mutex::new(conn)),
         })
     }
@@ -280,6 +306,7 @@ impl Db {
             watching: AtomicBool::new(false),
             stop,
             background: Mutex::new(background),
+            claims: Arc::default(),
             mode: Mode::Served(Served {
                 jobs: Mutex::new(Some(tx)),
                 queued,
@@ -361,7 +388,7 @@ impl Db {
     pub async fn write_async<T, F>(&self, actor: Actor, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTx<'_>) -> Result<T> + Send + 'static,
+        F: FnMut(&WriteTx<'_>) -> Result<T> + Send + 'static,
     {
         let served = match &self.mode {
             Mode::Direct(_) => return self.write(&actor, work),
@@ -479,6 +506,98 @@ impl Db {
             Mode::Direct(conn) => lock(conn)?.reader().backup(dest, replace),
             Mode::Served(_) => self.backend.open_reader()?.backup(dest, replace),
         }
+    }
+
+    /// Claims an idempotency key of `actor` for one request, among every
+    /// request of every process serving this shop; `None` while another
+    /// request with the same key is in flight (DESIGN §6: answered 409).
+    /// Dropping the claim releases it. The claim is taken before the
+    /// placing transaction and released after its answer: the unique index
+    /// on the key inside that transaction keeps the promise that two
+    /// placements never both happen; the claim tells a concurrent retry to
+    /// come back later instead of waiting for the first.
+    pub async fn claim_idempotency_key(
+        &self,
+        actor: &Actor,
+        key: &str,
+    ) -> Result<Option<KeyClaim>> {
+        let name = format!("{}\u{1f}{key}", actor.label());
+        if !lock(&self.claims)?.insert(name.clone()) {
+            return Ok(None);
+        }
+        // From here on the in-process claim is released on every path.
+        let local = LocalClaim {
+            claims: Arc::clone(&self.claims),
+            name,
+        };
+        let across = if self.backend.reads_never_wait() {
+            self.backend.claim(&local.name)?
+        } else {
+            // A round trip to the server: on a thread of its own, so the
+            // caller's async thread never blocks on the network.
+            let backend = Arc::clone(&self.backend);
+            let name = local.name.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("oms-claim".into())
+                .spawn(move || {
+                    let _ = tx.send(backend.claim(&name));
+                })
+                .map_err(|e| Error::io("cannot start a thread", e))?;
+            rx.await
+                .map_err(|_| Error::Database("a claim was lost".into()))??
+        };
+        Ok(across.map(|guard| KeyClaim {
+            _local: local,
+            _across: guard,
+        }))
+    }
+
+    /// Copies the whole shop into the empty database at `target`, of
+    /// either kind, creating it if it is a file that does not exist yet:
+    /// every table, ids and change seqs included, read in one snapshot and
+    /// written in one transaction. A target that holds shop data is
+    /// refused ([`Error::Conflict`]); a file this copy created is removed
+    /// again when the copy fails. `progress` hears how far it got.
+    pub fn copy_to(
+        &self,
+        target: &Location,
+        progress: &mut dyn FnMut(CopyProgress),
+    ) -> Result<CopySummary> {
+        if self.location.as_ref() == Some(target) {
+            return Err(Error::invalid(format!(
+                "{target} is the shop being copied; give another database"
+            )));
+        }
+        let created = match target {
+            Location::File(path) => (!path.exists()).then(|| path.clone()),
+            Location::Postgres(_) => None,
+        };
+        let result = (|| {
+            let backend = backend_for(target)?;
+            let mut writer = backend.open_writer(WriterRole::Bulk)?;
+            let shown = target.display();
+            match &self.mode {
+                Mode::Direct(conn) => {
+                    let conn = lock(conn)?;
+                    writer.copy_in(&shown, conn.reader(), progress)
+                }
+                Mode::Served(_) => {
+                    let reader = self.backend.open_reader()?;
+                    writer.copy_in(&shown, reader.as_ref(), progress)
+                }
+            }
+        })();
+        if result.is_err()
+            && let Some(path) = created
+        {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        result
     }
 
     /// Checks every invariant of DESIGN §4 against the stored data.

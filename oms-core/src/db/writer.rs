@@ -27,10 +27,13 @@ pub(super) trait Job: GroupJob {
     fn storage_full(&self) -> bool;
 }
 
-/// A job with a typed answer, sent over a oneshot channel.
+/// A job with a typed answer, sent over a oneshot channel. Its work may
+/// run more than once: a backend that must retry a job (a deadlock caused
+/// by another writer) runs it again after undoing its rollback scope, so
+/// the last run is the one that counts.
 pub(super) struct TypedJob<T, F> {
     actor: Actor,
-    work: Option<F>,
+    work: F,
     outcome: Option<Result<T>>,
     /// Taken when the answer is sent (once, after the commit).
     reply: Option<oneshot::Sender<Result<T>>>,
@@ -41,7 +44,7 @@ impl<T, F> TypedJob<T, F> {
         let (reply, answer) = oneshot::channel();
         let job = TypedJob {
             actor,
-            work: Some(work),
+            work,
             outcome: None,
             reply: Some(reply),
         };
@@ -52,17 +55,14 @@ impl<T, F> TypedJob<T, F> {
 impl<T, F> GroupJob for TypedJob<T, F>
 where
     T: Send,
-    F: FnOnce(&WriteTx<'_>) -> Result<T> + Send,
+    F: FnMut(&WriteTx<'_>) -> Result<T> + Send,
 {
     fn actor(&self) -> &Actor {
         &self.actor
     }
 
     fn run(&mut self, tx: &WriteTx<'_>) -> bool {
-        let outcome = match self.work.take() {
-            Some(work) => work(tx),
-            None => Err(Error::Database("write job ran twice".into())),
-        };
+        let outcome = (self.work)(tx);
         let ok = outcome.is_ok();
         if crate::controls::ACK_BEFORE_COMMIT
             && let Some(reply) = self.reply.take()
@@ -78,7 +78,7 @@ where
 impl<T, F> Job for TypedJob<T, F>
 where
     T: Send,
-    F: FnOnce(&WriteTx<'_>) -> Result<T> + Send,
+    F: FnMut(&WriteTx<'_>) -> Result<T> + Send,
 {
     fn finish(self: Box<Self>, commit: std::result::Result<(), &Error>) {
         let result = match commit {
@@ -105,6 +105,7 @@ fn copy_error(e: &Error) -> Error {
             timeout_ms: *timeout_ms,
         },
         Error::StorageFull => Error::StorageFull,
+        Error::Unavailable(why) => Error::Unavailable(why.clone()),
         other => Error::Database(format!("commit failed: {other}")),
     }
 }

@@ -16,6 +16,10 @@
 //! - a failed operation of a transaction leaves nothing of itself behind:
 //!   the backend rolls back (or refuses to commit) what it had written.
 
+pub(crate) mod copy;
+pub(crate) mod new_file;
+mod order_rules;
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use std::fmt;
@@ -31,6 +35,32 @@ use crate::{
     OrderExportRow, OrderFilter, OrderId, PaymentId, Product, ProductId, ProductPatch, ProductRef,
     Restock, Result, Seq, Sku, Status, Timestamp, TokenGrant, User, UserId, UserPatch,
 };
+
+/// Why stock moved, as stored in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Create,
+    Reserve,
+    Release,
+    Ship,
+    Restock,
+    Import,
+    Edit,
+}
+
+impl Reason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::Create => "create",
+            Reason::Reserve => "reserve",
+            Reason::Release => "release",
+            Reason::Ship => "ship",
+            Reason::Restock => "restock",
+            Reason::Import => "import",
+            Reason::Edit => "edit",
+        }
+    }
+}
 
 /// Most lines on one order.
 pub const MAX_LINES: usize = 500;
@@ -431,6 +461,8 @@ pub(crate) trait GroupJob: Send {
     fn actor(&self) -> &Actor;
     /// Does the work inside the job's own rollback scope. Returns false to
     /// undo this job's writes (keeping its outcome to report after commit).
+    /// May be called again after the scope was undone (a backend's retry
+    /// of a deadlock); the last call's outcome is the job's.
     fn run(&mut self, tx: &WriteTx<'_>) -> bool;
 }
 
@@ -442,6 +474,8 @@ pub(crate) trait ReadConnection: Reads + Send {
     /// Writes a consistent copy of the shop to a new SQLite file at `dest`
     /// (an existing one only with `replace`, swapped in atomically).
     fn backup(&self, dest: &std::path::Path, replace: bool) -> Result<()>;
+    /// Reads every table of the shop, in one snapshot (`oms db copy`).
+    fn copy_out(&self, visitor: &mut dyn copy::CopyVisitor) -> Result<()>;
 }
 
 /// The connection that writes.
@@ -461,6 +495,14 @@ pub(crate) trait WriteConnection: Send {
     /// fails is undone alone. `Ok` means the jobs that succeeded are
     /// durable; `Err` means nothing is.
     fn group(&mut self, jobs: &mut [&mut dyn GroupJob]) -> Result<()>;
+    /// Copies the whole shop `source` holds into this one, which must hold
+    /// no shop data (`target` names it in that error), in one transaction.
+    fn copy_in(
+        &mut self,
+        target: &str,
+        source: &dyn ReadConnection,
+        progress: &mut dyn FnMut(copy::CopyProgress),
+    ) -> Result<copy::CopySummary>;
 }
 
 /// What a writing connection is for: the engine sizes its caches by it.
@@ -499,4 +541,17 @@ pub(crate) trait Backend: Send + Sync {
     /// True when a read never waits for a lock or the network, so a short
     /// lookup may run on the caller's (async) thread.
     fn reads_never_wait(&self) -> bool;
+    /// Claims `name` among every process serving this store until the
+    /// returned guard is dropped; `None` while another process holds it.
+    /// An engine that one process serves alone has nothing to claim: the
+    /// claims of [`crate::Db`] within the process suffice.
+    fn claim(&self, name: &str) -> Result<Option<Box<dyn ClaimGuard>>> {
+        let _ = name;
+        Ok(Some(Box::new(())))
+    }
 }
+
+/// Holds a claim of [`Backend::claim`] until dropped.
+pub(crate) trait ClaimGuard: Send + Sync {}
+
+impl ClaimGuard for () {}

@@ -62,16 +62,16 @@ pub async fn register(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, 
                 Ok(_) => {
                     return Err(Error::Duplicate {
                         what: "user email",
-                        value: email,
+                        value: email.clone(),
                     });
                 }
                 Err(e) => return Err(e),
             }
             tx.add_user(&NewUser {
-                email,
-                name,
+                email: email.clone(),
+                name: name.clone(),
                 role: Role::Customer,
-                password_hash: Some(hash),
+                password_hash: Some(hash.clone()),
             })
         })
         .await?;

@@ -94,21 +94,6 @@ fn order_response(status: StatusCode, order: &Order) -> Response {
     res
 }
 
-/// Removes an idempotency key from the in-flight set when the request ends,
-/// however it ends.
-struct InFlight<'a> {
-    app: &'a crate::App,
-    key: (i64, String),
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.app.in_flight.lock() {
-            set.remove(&self.key);
-        }
-    }
-}
-
 /// Places an order. A customer places for itself; an admin names the
 /// customer. `Idempotency-Key` replays the first answer for the same body,
 /// answers 422 for another body and 409 while the first is in flight.
@@ -164,25 +149,21 @@ pub async fn place(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pro
         paid: body.payment_collected,
         idempotency_key: key.clone(),
     };
-    let _guard = match &key {
-        Some(k) => {
-            let entry = (ctx.access.actor_user_id(), k.clone());
-            let inserted = ctx
-                .app
-                .in_flight
-                .lock()
-                .map(|mut set| set.insert(entry.clone()))
-                .unwrap_or(false);
-            if !inserted {
-                return Err(Problem::conflict(
-                    "a request with this Idempotency-Key is still in progress; retry later",
-                ));
-            }
-            Some(InFlight {
-                app: ctx.app,
-                key: entry,
-            })
-        }
+    // A retry while the first request with its key is still in flight, in
+    // this process or another one serving the same shop, is told to come
+    // back later; the claim ends with this request, however it ends.
+    let _claim = match &key {
+        Some(k) => Some(
+            ctx.app
+                .db
+                .claim_idempotency_key(&ctx.access.actor(), k)
+                .await?
+                .ok_or_else(|| {
+                    Problem::conflict(
+                        "a request with this Idempotency-Key is still in progress; retry later",
+                    )
+                })?,
+        ),
         None => None,
     };
     let outcome = ctx

@@ -81,8 +81,8 @@ pub async fn create(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pr
         .write_async(ctx.access.actor(), move |tx| {
             let price = tx.currency().parse_amount(&body.price)?;
             tx.add_product(&NewProduct {
-                sku,
-                name,
+                sku: sku.clone(),
+                name: name.clone(),
                 price,
                 stock_on_hand: body.stock_on_hand,
                 active: body.active,
@@ -176,8 +176,8 @@ pub async fn update(ctx: Ctx<'_>, req: Request<Incoming>) -> Result<Response, Pr
             let mut product = tx.update_product(
                 &target,
                 &ProductPatch {
-                    sku,
-                    name,
+                    sku: sku.clone(),
+                    name: name.clone(),
                     price,
                     active: body.active,
                 },

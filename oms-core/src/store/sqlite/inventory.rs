@@ -9,33 +9,8 @@
 use rusqlite::params;
 
 use super::Tx;
+pub(crate) use crate::store::Reason;
 use crate::{Error, OrderId, ProductId, Result};
-
-/// Why stock moved, as stored in the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reason {
-    Create,
-    Reserve,
-    Release,
-    Ship,
-    Restock,
-    Import,
-    Edit,
-}
-
-impl Reason {
-    fn as_str(self) -> &'static str {
-        match self {
-            Reason::Create => "create",
-            Reason::Reserve => "reserve",
-            Reason::Release => "release",
-            Reason::Ship => "ship",
-            Reason::Restock => "restock",
-            Reason::Import => "import",
-            Reason::Edit => "edit",
-        }
-    }
-}
 
 impl Tx<'_> {
     /// Reserves `qty` units if that many are available and the product is

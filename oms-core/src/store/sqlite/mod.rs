@@ -12,6 +12,7 @@
 //! in `engine`.
 
 mod changes;
+mod copy;
 mod customers;
 pub(crate) mod engine;
 mod group;
@@ -33,7 +34,10 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+use super::copy::{CopyProgress, CopySummary, CopyVisitor};
+use super::new_file::write_new_file;
 use super::{Actor, DriftReport, GroupJob, ReadConnection, SettingReads, WriteConnection, WriteTx};
+use crate::search::like_pattern;
 use crate::{Currency, Error, Result, Timestamp};
 
 pub(crate) use schema::SCHEMA_VERSION;
@@ -159,6 +163,10 @@ impl ReadConnection for Conn {
     fn backup(&self, dest: &Path, replace: bool) -> Result<()> {
         Conn::backup(self, dest, replace)
     }
+
+    fn copy_out(&self, visitor: &mut dyn CopyVisitor) -> Result<()> {
+        Conn::copy_out(self, visitor)
+    }
 }
 
 impl WriteConnection for Conn {
@@ -177,6 +185,15 @@ impl WriteConnection for Conn {
 
     fn group(&mut self, jobs: &mut [&mut dyn GroupJob]) -> Result<()> {
         self.write_group(jobs)
+    }
+
+    fn copy_in(
+        &mut self,
+        target: &str,
+        source: &dyn ReadConnection,
+        progress: &mut dyn FnMut(CopyProgress),
+    ) -> Result<CopySummary> {
+        Conn::copy_in(self, target, source, progress)
     }
 }
 
@@ -347,17 +364,11 @@ impl Conn {
     }
 
     /// Writes a consistent copy of the database to `dest`, safe while other
-    /// processes write. An existing `dest` is refused unless `replace` is
-    /// set, and then replaced atomically.
-    ///
-    /// Never half-written: the copy (`VACUUM INTO`) goes to a temporary
-    /// file beside `dest`, is flushed to disk, gets the database file's
-    /// permissions (it holds password hashes and the JWT secret), and only
-    /// then takes `dest`'s name: by `rename` when replacing, by a hard link
-    /// (which refuses an existing name) otherwise. The directory is then
-    /// flushed too. A reader of `dest` sees the old complete file or the
-    /// new complete one; on any failure the temporary file is removed and
-    /// `dest` is left as it was.
+    /// processes write, never half-written (see
+    /// [`crate::store::new_file::write_new_file`]): `VACUUM INTO` a
+    /// temporary file beside `dest`, which gets the database file's
+    /// permissions (it holds password hashes and the JWT secret) before it
+    /// takes `dest`'s name.
     pub fn backup(&self, dest: &Path, replace: bool) -> Result<()> {
         self.backup_with(dest, replace, |_| Ok(()))
     }
@@ -370,100 +381,20 @@ impl Conn {
         replace: bool,
         before_publish: impl FnOnce(&Path) -> std::io::Result<()>,
     ) -> Result<()> {
-        if dest.is_dir() {
-            return Err(Error::invalid(format!(
-                "{} is a directory; give the backup a file name",
-                dest.display()
-            )));
-        }
-        if !replace && dest.exists() {
-            return Err(Error::invalid(format!(
-                "{} already exists; pass --force to replace it, or choose a new file name",
-                dest.display()
-            )));
-        }
-        let name = dest
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::invalid("backup path must name a file in valid UTF-8"))?;
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        match std::fs::metadata(dir) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::invalid(format!(
-                    "{} is not a directory",
-                    dir.display()
-                )));
-            }
-            Err(e) => {
-                return Err(Error::io(
-                    format!("backup: cannot write into {}", dir.display()),
-                    e,
-                ));
-            }
-        }
-        // Hidden, and named for what it is, should a crash leave it behind.
-        let tmp = dir.join(format!(
-            ".{name}.oms-backup-{}-{}.tmp",
-            std::process::id(),
-            Timestamp::now().millis()
-        ));
-        let tmp_text = tmp
-            .to_str()
-            .ok_or_else(|| Error::invalid("backup path must be valid UTF-8"))?;
-        let result = (|| -> Result<()> {
+        write_new_file(dest, replace, |tmp| {
+            let tmp_text = tmp
+                .to_str()
+                .ok_or_else(|| Error::invalid("backup path must be valid UTF-8"))?;
             self.conn.execute("VACUUM INTO ?1", [tmp_text])?;
             let io = |what: &str, e| Error::io(format!("backup: cannot {what}"), e);
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io("flush the copy to disk", e))?;
             if let Some(source) = self.conn.path().filter(|p| !p.is_empty())
                 && let Ok(meta) = std::fs::metadata(source)
             {
-                std::fs::set_permissions(&tmp, meta.permissions())
+                std::fs::set_permissions(tmp, meta.permissions())
                     .map_err(|e| io("set the copy's permissions", e))?;
             }
-            before_publish(&tmp).map_err(|e| io("finish the copy", e))?;
-            publish(&tmp, dest, replace)?;
-            // The new name is durable once its directory is flushed. Some
-            // file systems cannot flush a directory; the copy is complete
-            // and in place by now, so that is not worth failing for.
-            if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-                tracing::debug!(error = %e, "backup: cannot flush the directory");
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_file(format!("{tmp_text}-journal"));
-        }
-        result
-    }
-}
-
-/// Gives the finished copy `tmp` the name `dest`: `rename` replaces an
-/// existing file atomically; without `replace` a hard link claims the name
-/// only if it is free (even if another process created it since the check),
-/// falling back to `rename` on file systems without hard links.
-fn publish(tmp: &Path, dest: &Path, replace: bool) -> Result<()> {
-    let failed = |e| Error::io(format!("backup: cannot write {}", dest.display()), e);
-    if replace {
-        return std::fs::rename(tmp, dest).map_err(failed);
-    }
-    match std::fs::hard_link(tmp, dest) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(tmp);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(format!(
-            "{} already exists; pass --force to replace it, or choose a new file name",
-            dest.display()
-        ))),
-        Err(_) if !dest.exists() => std::fs::rename(tmp, dest).map_err(failed),
-        Err(e) => Err(failed(e)),
+            before_publish(tmp).map_err(|e| io("finish the copy", e))
+        })
     }
 }
 
@@ -557,22 +488,6 @@ fn register_functions(conn: &Connection) -> Result<()> {
         },
     )?;
     Ok(())
-}
-
-/// The `LIKE ... ESCAPE '\'` pattern that finds `text` anywhere in an
-/// `oms_fold`ed column: folded, with `%`, `_` and `\` escaped.
-fn like_pattern(text: &str) -> String {
-    let text = crate::search::fold(text);
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
 }
 
 #[cfg(test)]

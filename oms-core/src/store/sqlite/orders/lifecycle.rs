@@ -10,6 +10,7 @@ use serde_json::json;
 use super::get_order;
 use crate::status::{StockEffect, Transition};
 use crate::store::ExpireOutcome;
+use crate::store::order_rules as rules;
 use crate::store::sqlite::Tx;
 use crate::store::sqlite::inventory::Reason;
 use crate::{Error, ItemRequest, Order, OrderId, ProductId, Result, Status, Timestamp};
@@ -24,7 +25,7 @@ impl Tx<'_> {
     ) -> Result<Order> {
         self.atomic(|| {
             let before = get_order(self.conn, id)?;
-            check_version(&before, expected_version)?;
+            rules::check_version(&before, expected_version)?;
             let effect = match before.status.transition(to)? {
                 Transition::NoOp => return Ok(before),
                 Transition::Move(effect) => effect,
@@ -88,7 +89,7 @@ impl Tx<'_> {
     ) -> Result<Order> {
         self.atomic(|| {
             let before = get_order(self.conn, id)?;
-            check_version(&before, expected_version)?;
+            rules::check_version(&before, expected_version)?;
             if before.status != Status::Pending {
                 return Err(Error::Conflict(format!(
                     "order {id} is {}; only PENDING orders can be edited",
@@ -129,16 +130,7 @@ impl Tx<'_> {
             if !failures.is_empty() {
                 return Err(Error::InsufficientStock { lines: failures });
             }
-            let mut total = self.currency.from_minor(0);
-            for line in &lines {
-                let price = kept_prices.get(&line.product.id).copied().unwrap_or(line.product.price.minor());
-                total = self
-                    .currency
-                    .from_minor(price)
-                    .checked_mul(line.quantity)
-                    .and_then(|t| total.checked_add(t))
-                    .ok_or_else(|| Error::invalid("order total is too large"))?;
-            }
+            let total = rules::total(self.currency, &lines, &kept_prices)?;
             self.conn
                 .prepare_cached("DELETE FROM order_items WHERE order_id = ?1")?
                 .execute([id.get()])?;
@@ -214,16 +206,5 @@ impl Tx<'_> {
             }
             Ok(out)
         })
-    }
-}
-
-fn check_version(order: &Order, expected: Option<i64>) -> Result<()> {
-    match expected {
-        Some(v) if v != order.version => Err(Error::StaleVersion {
-            order_id: order.id.get(),
-            expected: v,
-            current: order.version,
-        }),
-        _ => Ok(()),
     }
 }

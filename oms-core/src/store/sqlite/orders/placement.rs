@@ -6,20 +6,16 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, params};
 
 use super::get_order;
+use crate::store::PlaceOutcome;
+use crate::store::order_rules as rules;
 use crate::store::sqlite::inventory::Reason;
 use crate::store::sqlite::{Tx, customers, products};
-use crate::store::{MAX_LINES, PlaceOutcome};
 use crate::{
-    CustomerId, Error, ItemRequest, LineFailure, NewOrder, Order, OrderId, OrderItem, Product,
-    ProductId, ProductRef, Result, Status,
+    CustomerId, Error, ItemRequest, LineFailure, NewOrder, Order, OrderId, Product, ProductId,
+    ProductRef, Result, Status,
 };
 
-/// A requested line resolved to a product, quantities of repeated products
-/// summed (so two lines of one SKU are checked against their sum).
-pub(super) struct Line {
-    pub(super) product: Product,
-    pub(super) quantity: i64,
-}
+pub(super) use crate::store::order_rules::Line;
 
 impl Tx<'_> {
     /// Resolves and merges requested lines. Unknown products become
@@ -28,52 +24,19 @@ impl Tx<'_> {
         &self,
         items: &[ItemRequest],
     ) -> Result<(Vec<Line>, Vec<LineFailure>)> {
-        if items.is_empty() {
-            return Err(Error::invalid("an order needs at least one item"));
-        }
-        if items.len() > MAX_LINES {
-            return Err(Error::invalid(format!(
-                "an order may have at most {MAX_LINES} lines"
-            )));
-        }
-        let mut lines: Vec<Line> = Vec::new();
-        let mut index: HashMap<ProductId, usize> = HashMap::new();
-        let mut failures: Vec<LineFailure> = Vec::new();
-        for item in items {
-            match products::find(self.conn, &item.product, self.currency)? {
-                None => failures.push(LineFailure {
-                    product: item.product.to_string(),
-                    requested: item.quantity.get(),
-                    reason: "unknown product".to_string(),
-                }),
-                Some(product) => match index.get(&product.id) {
-                    Some(&i) => {
-                        lines[i].quantity = lines[i]
-                            .quantity
-                            .checked_add(item.quantity.get())
-                            .ok_or_else(|| Error::invalid("quantity too large"))?;
-                    }
-                    None => {
-                        index.insert(product.id, lines.len());
-                        lines.push(Line {
-                            product,
-                            quantity: item.quantity.get(),
-                        });
-                    }
-                },
-            }
-        }
-        Ok((lines, failures))
+        rules::resolve_lines(items, |product| {
+            products::find(self.conn, product, self.currency)
+        })
     }
 
     pub(super) fn place_as(&self, new: &NewOrder, status: Status) -> Result<PlaceOutcome> {
         self.atomic(|| {
             if let Some(key) = &new.idempotency_key {
-                check_idempotency_key(key)?;
+                rules::check_idempotency_key(key)?;
             }
             let customer = customers::get(self.conn, &new.customer)?;
             let (lines, mut failures) = self.resolve_lines(&new.items)?;
-            let fingerprint = fingerprint(customer.id, new.paid, &lines, &failures);
+            let fingerprint = rules::fingerprint(customer.id, new.paid, &lines, &failures);
 
             if let Some(key) = &new.idempotency_key {
                 let existing: Option<(i64, Option<String>)> = self
@@ -104,17 +67,7 @@ impl Tx<'_> {
             }
 
             // Compute line totals before touching stock.
-            let mut total = self.currency.from_minor(0);
-            for line in &lines {
-                let line_total = line
-                    .product
-                    .price
-                    .checked_mul(line.quantity)
-                    .ok_or_else(|| Error::invalid("order total is too large"))?;
-                total = total
-                    .checked_add(line_total)
-                    .ok_or_else(|| Error::invalid("order total is too large"))?;
-            }
+            let total = rules::total(self.currency, &lines, &HashMap::new())?;
 
             let (order_id, tracking_code) =
                 self.insert_order(customer.id, status, total, new, &fingerprint)?;
@@ -140,35 +93,19 @@ impl Tx<'_> {
                     self.ship(line.product.id, line.quantity, order_id)?;
                 }
             }
-            // Built from what was just written rather than read back: this
-            // is the hot path of the daemon.
-            let order = Order {
+            let order = rules::Placed {
                 id: order_id,
-                customer_id: customer.id,
+                customer: customer.id,
                 status,
-                items: lines
-                    .iter()
-                    .map(|l| OrderItem {
-                        product_id: l.product.id,
-                        sku: l.product.sku.clone(),
-                        name: l.product.name.clone(),
-                        unit_price: l.product.price,
-                        quantity: l.quantity,
-                        line_total: self
-                            .currency
-                            .from_minor(l.product.price.minor().saturating_mul(l.quantity)),
-                    })
-                    .collect(),
+                lines: &lines,
                 total,
                 currency: self.currency,
-                payment_collected: matches!(status, Status::Paid | Status::Fulfilled),
                 tracking_code,
                 idempotency_key: new.idempotency_key.clone(),
-                version: 1,
-                created_at: self.now,
-                updated_at: self.now,
-            };
-            let placed_json = to_json(&order)?;
+                at: self.now,
+            }
+            .into_order();
+            let placed_json = rules::order_json(&order)?;
             self.log_change_json(
                 "order.placed",
                 "order",
@@ -198,17 +135,7 @@ impl Tx<'_> {
                  WHERE o.id = ?1",
             )?
             .query_row([order.id.get()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if let Some(answer) = kept {
-            return Ok(answer);
-        }
-        let mut first = order.clone();
-        if let Some(status) = placed_status {
-            first.status = status.parse()?;
-            first.payment_collected = matches!(first.status, Status::Paid | Status::Fulfilled);
-        }
-        first.version = 1;
-        first.updated_at = first.created_at;
-        to_json(&first)
+        rules::first_answer(order, placed_status, kept)
     }
 
     fn insert_order(
@@ -280,16 +207,7 @@ impl Tx<'_> {
 
     pub(super) fn stock_failure(&self, product: &Product, requested: i64) -> Result<LineFailure> {
         let now = products::get(self.conn, &ProductRef::Id(product.id), self.currency)?;
-        let reason = if !now.active {
-            "product is inactive".to_string()
-        } else {
-            format!("only {} available", now.stock_available)
-        };
-        Ok(LineFailure {
-            product: product.sku.to_string(),
-            requested,
-            reason,
-        })
+        Ok(rules::stock_failure(product, &now, requested))
     }
 }
 
@@ -297,49 +215,3 @@ impl Tx<'_> {
 // 64 random bits. The counter keeps the unique index appending at its end (a
 // random code dirtied a random index page per order, which showed as WAL
 // volume); the random part keeps codes unguessable.
-
-fn to_json(order: &Order) -> Result<String> {
-    serde_json::to_string(order)
-        .map_err(|e| Error::Database(format!("cannot encode order {}: {e}", order.id)))
-}
-
-/// Keys are refused, not trimmed, when they start or end with whitespace:
-/// every face trims what it reads (the `Idempotency-Key` header, the CLI
-/// flag, CSV cells), so a stored key with surrounding spaces could never be
-/// matched again and an order export would re-import as new orders.
-fn check_idempotency_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "idempotency key must be 1 to 255 printable characters",
-        ));
-    }
-    if key.trim() != key {
-        return Err(Error::invalid(
-            "idempotency key must not start or end with whitespace",
-        ));
-    }
-    Ok(())
-}
-
-/// What an idempotency key promises: the same customer, the same
-/// quantities of the same products (order of lines does not matter) and the
-/// same payment flag.
-fn fingerprint(
-    customer: CustomerId,
-    paid: bool,
-    lines: &[Line],
-    failures: &[LineFailure],
-) -> String {
-    let mut parts: Vec<String> = lines
-        .iter()
-        .map(|l| format!("{}*{}", l.product.id, l.quantity))
-        .collect();
-    parts.extend(
-        failures
-            .iter()
-            .map(|f| format!("?{}*{}", f.product, f.requested)),
-    );
-    parts.sort();
-    let paid = if paid { ":paid" } else { "" };
-    format!("c{customer}{paid}:{}", parts.join(","))
-}
