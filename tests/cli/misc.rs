@@ -609,18 +609,24 @@ fn completions_into_a_closed_pipe_is_success() {
 
 #[test]
 fn newer_schema_is_refused_with_upgrade_hint() {
-    if !oms_testdb::sqlite_only("forges the schema version with PRAGMA user_version") {
-        return;
-    }
     let db = Db::new();
     db.add_product("A", "1.00", 1);
-    db.sql("PRAGMA user_version = 99");
+    // Where each engine keeps the version (as a newer oms would leave it).
+    let (forge, read) = if db.is_postgres() {
+        (
+            "UPDATE oms_schema SET version = 99",
+            "SELECT max(version) FROM oms_schema",
+        )
+    } else {
+        ("PRAGMA user_version = 99", "PRAGMA user_version")
+    };
+    db.sql(forge);
     for args in [&["product", "list"][..], &["verify"], &["init"]] {
         let err = db.fails(args, INTERNAL);
         assert!(err.contains("upgrade oms"), "{args:?}: {err}");
         assert!(err.contains("99"), "{args:?}: {err}");
     }
-    assert_eq!(db.sql("PRAGMA user_version").trim(), "99", "left untouched");
+    assert_eq!(db.sql(read).trim(), "99", "left untouched");
 }
 
 /// ARCHITECTURE.md's invariant, checked: the CLI prints through

@@ -231,6 +231,41 @@ impl TestDb {
         self.dir.path()
     }
 
+    /// Runs SQL on the PostgreSQL database behind oms's back (to forge or
+    /// inspect what a test is about); `None` on SQLite.
+    ///
+    /// # Panics
+    /// When the statements fail.
+    pub fn pg_execute(&self, sql: &str) -> Option<()> {
+        let Kind::Postgres(database) = &self.kind else {
+            return None;
+        };
+        let url = url::Url::parse(&database.url).unwrap_or_else(|e| panic!("{e}"));
+        administer(&url, |client| client.batch_execute(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        Some(())
+    }
+
+    /// The first column of the one row `sql` answers on the PostgreSQL
+    /// database, as `i64`; `None` on SQLite.
+    ///
+    /// # Panics
+    /// When the query fails or answers no row or no `bigint`.
+    pub fn pg_number(&self, sql: &str) -> Option<i64> {
+        let Kind::Postgres(database) = &self.kind else {
+            return None;
+        };
+        let url = url::Url::parse(&database.url).unwrap_or_else(|e| panic!("{e}"));
+        let number = administer(&url, |client| {
+            client
+                .query_one(sql, &[])
+                .map(|row| row.try_get::<_, i64>(0))
+        })
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        Some(number)
+    }
+
     /// Opens (creating and migrating on first use) the shop, as a command
     /// would: [`Db::open`] of [`TestDb::location`].
     pub fn open(&self) -> oms_core::Result<Db> {
