@@ -214,7 +214,11 @@ export async function login(page, url, { email, password }) {
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByRole('button', { name: 'Log out' }).waitFor();
-  // The first view has loaded (its "Loading…" line is gone).
+  // The role's view has replaced the login form (the header changes first,
+  // then its module loads: until then `main` still holds the form, which
+  // has no "Loading…" line to wait for)...
+  await page.getByRole('button', { name: 'Log in' }).waitFor({ state: 'detached' });
+  // ...and its first view has loaded (its "Loading…" line is gone).
   await page.locator('main p.state').waitFor({ state: 'detached' });
 }
 
