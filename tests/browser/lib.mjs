@@ -1,9 +1,14 @@
 // Shared fixtures of the browser tests: a real `oms serve` on 127.0.0.1:0
-// with its own database, the `oms` CLI on the same file, and Debian's
+// with its own database, the `oms` CLI on the same database, and Debian's
 // Chromium driven by playwright-core (nothing downloads a browser).
+//
+// The database is a SQLite file, or with OMS_TEST_BACKEND=postgres a
+// PostgreSQL database of its own on the cluster OMS_TEST_PG names (created
+// and dropped with psql, named like tools/oms-testdb's).
 
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,11 +50,44 @@ export async function until(fn, ms = 5000, what = 'condition') {
   throw new Error(`timed out waiting for ${what} (last: ${last})`);
 }
 
+const BACKEND = process.env.OMS_TEST_BACKEND || 'sqlite';
+if (!['sqlite', 'postgres'].includes(BACKEND)) {
+  throw new Error(`OMS_TEST_BACKEND=${BACKEND}: expected sqlite or postgres`);
+}
+let databases = 0;
+
+/** Runs one SQL statement on the PostgreSQL database at `url`. */
+function psql(url, sql) {
+  execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, '-c', sql], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+}
+
+/** A new PostgreSQL database on the OMS_TEST_PG cluster: its name and URL. */
+function createPostgresDatabase() {
+  const server = process.env.OMS_TEST_PG;
+  if (!server) {
+    throw new Error('OMS_TEST_BACKEND=postgres needs OMS_TEST_PG (eval "$(scripts/pg start)")');
+  }
+  const name = `oms_test_${process.pid}_${databases++}_${randomBytes(4).toString('hex')}`;
+  psql(server, `CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8' `
+    + "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'");
+  const url = new URL(server);
+  url.pathname = `/${name}`;
+  return { name, url: url.toString() };
+}
+
 /** A scratch directory with a database, removed by `cleanup()`. */
 export class Shop {
   constructor({ demo = true } = {}) {
     this.dir = mkdtempSync(join(tmpdir(), 'oms-browser-'));
-    this.db = join(this.dir, 'oms.db');
+    if (BACKEND === 'postgres') {
+      this.postgres = createPostgresDatabase();
+      this.db = this.postgres.url;
+    } else {
+      this.postgres = null;
+      this.db = join(this.dir, 'oms.db');
+    }
     this.daemon = null;
     if (demo) this.oms('init', '--demo');
   }
@@ -106,6 +144,9 @@ export class Shop {
   async cleanup() {
     await this.stop();
     rmSync(this.dir, { recursive: true, force: true });
+    if (this.postgres) {
+      psql(process.env.OMS_TEST_PG, `DROP DATABASE IF EXISTS ${this.postgres.name} WITH (FORCE)`);
+    }
   }
 }
 
@@ -173,7 +214,11 @@ export async function login(page, url, { email, password }) {
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByRole('button', { name: 'Log out' }).waitFor();
-  // The first view has loaded (its "Loading…" line is gone).
+  // The role's view has replaced the login form (the header changes first,
+  // then its module loads: until then `main` still holds the form, which
+  // has no "Loading…" line to wait for)...
+  await page.getByRole('button', { name: 'Log in' }).waitFor({ state: 'detached' });
+  // ...and its first view has loaded (its "Loading…" line is gone).
   await page.locator('main p.state').waitFor({ state: 'detached' });
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `oms` command line: each test runs the real
 //! binary (built by cargo for this test run) against its own temporary
-//! SQLite database and checks exit codes, stdout and stderr against the
+//! database (SQLite, or PostgreSQL with `OMS_TEST_BACKEND=postgres`: see
+//! `support::Db`) and checks exit codes, stdout and stderr against the
 //! contract in DESIGN.md §5.
 //!
 //! One integration test binary with modules, so the binary is linked once.

@@ -36,7 +36,7 @@ fn help_lists_commands_and_exit_codes() {
     ] {
         assert!(out.contains(code), "{code:?} missing from --help");
     }
-    assert!(!db.path().exists(), "--help touches no database");
+    assert!(!db.is_created(), "--help touches no database");
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn oms_db_environment_variable_selects_the_database() {
     db.add_product("ENV", "1.00", 1);
     let out = assert_cmd::Command::new(oms_bin())
         .current_dir(db.dir())
-        .env("OMS_DB", db.path())
+        .env("OMS_DB", db.location())
         .args(["product", "list", "-q"])
         .output()
         .expect("run oms");
@@ -67,11 +67,17 @@ fn oms_db_environment_variable_selects_the_database() {
 #[test]
 fn unopenable_database_is_an_io_error() {
     let db = Db::empty();
-    let missing_dir = db.dir().join("no/such/dir/oms.db");
+    // A file in a directory that does not exist; a server nobody runs.
+    let unopenable = if db.is_postgres() {
+        "postgres://postgres@127.0.0.1:1/oms".to_string()
+    } else {
+        let missing_dir = db.dir().join("no/such/dir/oms.db");
+        missing_dir.to_str().expect("UTF-8 temp path").to_string()
+    };
     let run = assert_cmd::Command::new(oms_bin())
         .env_remove("OMS_DB")
         .arg("--db")
-        .arg(&missing_dir)
+        .arg(&unopenable)
         .arg("verify")
         .output()
         .expect("run oms");
@@ -86,9 +92,9 @@ fn unopenable_database_is_an_io_error() {
 #[test]
 fn database_is_created_on_first_use() {
     let db = Db::empty();
-    assert!(!db.path().exists());
+    assert!(!db.is_created());
     assert_eq!(db.ok(&["product", "list", "-q"]), "");
-    assert!(db.path().exists());
+    assert!(db.is_created());
 }
 
 #[test]
@@ -406,7 +412,7 @@ fn verify_reports_on_hand_drift() {
     db.add_product("A", "1.00", 5);
     db.add_product("B", "1.00", 5);
     db.assert_verifies();
-    db.sqlite("UPDATE products SET stock_on_hand = stock_on_hand + 1 WHERE sku = 'A'");
+    db.sql("UPDATE products SET stock_on_hand = stock_on_hand + 1 WHERE sku = 'A'");
     let run = db.run(&["verify"]);
     assert_eq!(run.code, CONFLICT, "{}\n{}", run.stdout, run.stderr);
     let drift: Vec<&str> = run.stdout.lines().filter(|l| l.contains("DRIFT")).collect();
@@ -433,7 +439,7 @@ fn verify_reports_reserved_drift() {
     db.add_customer("C", "c@example.com");
     db.place("1", &["A:2"]);
     db.assert_verifies();
-    db.sqlite("UPDATE products SET stock_reserved = 1");
+    db.sql("UPDATE products SET stock_reserved = 1");
     let run = db.run(&["verify"]);
     assert_eq!(run.code, CONFLICT, "{}", run.stdout);
     assert!(run.stdout.contains("reserved"), "{}", run.stdout);
@@ -445,7 +451,7 @@ fn verify_reports_an_order_changed_behind_its_back() {
     db.add_product("A", "1.00", 5);
     db.add_customer("C", "c@example.com");
     let id = db.place("1", &["A:2"]);
-    db.sqlite(&format!(
+    db.sql(&format!(
         "UPDATE orders SET status = 'CANCELLED' WHERE id = {id}"
     ));
     let run = db.run(&["verify"]);
@@ -522,7 +528,7 @@ fn exit_code_into_head(db: &Db, args: &str) -> i32 {
     let script = format!(
         "'{}' --db '{}' {args} 2>/dev/null | head -1 >/dev/null; exit ${{PIPESTATUS[0]}}",
         oms_bin().display(),
-        db.path().display()
+        db.location()
     );
     let status = Command::new("bash")
         .arg("-c")
@@ -575,7 +581,7 @@ fn export_through_head_prints_the_header() {
     let script = format!(
         "set -o pipefail; '{}' --db '{}' order export | head -1",
         oms_bin().display(),
-        db.path().display()
+        db.location()
     );
     let out = Command::new("bash")
         .arg("-c")
@@ -605,17 +611,22 @@ fn completions_into_a_closed_pipe_is_success() {
 fn newer_schema_is_refused_with_upgrade_hint() {
     let db = Db::new();
     db.add_product("A", "1.00", 1);
-    db.sqlite("PRAGMA user_version = 99");
+    // Where each engine keeps the version (as a newer oms would leave it).
+    let (forge, read) = if db.is_postgres() {
+        (
+            "UPDATE oms_schema SET version = 99",
+            "SELECT max(version) FROM oms_schema",
+        )
+    } else {
+        ("PRAGMA user_version = 99", "PRAGMA user_version")
+    };
+    db.sql(forge);
     for args in [&["product", "list"][..], &["verify"], &["init"]] {
         let err = db.fails(args, INTERNAL);
         assert!(err.contains("upgrade oms"), "{args:?}: {err}");
         assert!(err.contains("99"), "{args:?}: {err}");
     }
-    assert_eq!(
-        db.sqlite("PRAGMA user_version").trim(),
-        "99",
-        "left untouched"
-    );
+    assert_eq!(db.sql(read).trim(), "99", "left untouched");
 }
 
 /// ARCHITECTURE.md's invariant, checked: the CLI prints through

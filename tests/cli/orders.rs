@@ -326,7 +326,7 @@ fn list_since_and_until() {
     let old = db.place("1", &["A:1"]);
     let new = db.place("1", &["A:1"]);
     // Backdate the first order to 2020-01-01T00:00:00Z (milliseconds).
-    db.sqlite(&format!(
+    db.sql(&format!(
         "UPDATE orders SET created_at = 1577836800000 WHERE id = {old}"
     ));
     assert_eq!(s(&db.order(old), "created_at"), "2020-01-01T00:00:00.000Z");
@@ -560,7 +560,7 @@ fn expire_only_touches_orders_older_than_the_limit() {
     let db = shop();
     let old = db.place("1", &["A:1"]);
     let new = db.place("1", &["A:2"]);
-    db.sqlite(&format!(
+    db.sql(&format!(
         "UPDATE orders SET created_at = 1577836800000 WHERE id = {old}"
     ));
 

@@ -153,7 +153,7 @@ fn unsigned_webhook_status(env: &[(&str, &str)]) -> u16 {
         .env_remove("OMS_WEBHOOK_SECRET_PREVIOUS")
         .env("OMS_LOG", "warn")
         .arg("--db")
-        .arg(db.path())
+        .arg(db.location())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

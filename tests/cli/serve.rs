@@ -1,6 +1,6 @@
 //! End-to-end tests of `oms serve`: the real binary runs as a daemon on
 //! `127.0.0.1:0` against a temporary database and is driven over HTTP
-//! (ureq), side by side with separate `oms` processes on the same file
+//! (ureq), side by side with separate `oms` processes on the same database
 //! (DESIGN.md §1, §6, §8).
 //!
 //! Every daemon lives in a [`Server`] whose `Drop` kills it, so a failing
@@ -179,7 +179,7 @@ fn serve_command(db: &Db, secret: &str) -> Command {
         .env("OMS_LOG", "warn")
         .current_dir(db.dir())
         .arg("--db")
-        .arg(db.path())
+        .arg(db.location())
         .args(["serve", "--listen", "127.0.0.1:0"]);
     cmd
 }
@@ -837,6 +837,9 @@ impl Drop for SmallDisk {
 /// of it recovers the moment space comes back, with nothing lost.
 #[test]
 fn a_full_disk_is_reported_honestly_and_recovers() {
+    if !oms_testdb::sqlite_only("fills the tmpfs that holds the SQLite file") {
+        return;
+    }
     let db = Db::empty();
     let Some(disk) = SmallDisk::mount(db.dir(), 6) else {
         return;

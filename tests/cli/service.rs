@@ -69,7 +69,7 @@ impl Daemon {
             .env("NOTIFY_SOCKET", &notify.path)
             .current_dir(db.dir())
             .arg("--db")
-            .arg(db.path())
+            .arg(db.location())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -267,7 +267,7 @@ fn logs_on_a_terminal_are_coloured_unless_no_color_is_set() {
     let command = format!(
         "{} --db {} -vv product list",
         oms_bin().display(),
-        db.path().display()
+        db.location()
     );
     let on_tty = |no_color: Option<&str>| {
         let mut cmd = Command::new("script");

@@ -1,11 +1,16 @@
-//! Helpers shared by every CLI test: a throw-away database in a temporary
-//! directory and a way to run the real `oms` binary against it.
+//! Helpers shared by every CLI test: a throw-away database with a
+//! temporary directory beside it and a way to run the real `oms` binary
+//! against it.
+//!
+//! The database comes from `oms_testdb::TestDb::from_env()`: a SQLite file,
+//! or with `OMS_TEST_BACKEND=postgres` a PostgreSQL database of its own
+//! (`--db` then gets its URL), so every test here runs on either backend.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
+use oms_testdb::TestDb;
 use serde_json::Value;
-use tempfile::TempDir;
 
 /// Exit codes of the command line contract (DESIGN.md §5).
 pub const OK: i32 = 0;
@@ -39,18 +44,18 @@ impl Run {
     }
 }
 
-/// A database file in its own temporary directory, removed on drop.
+/// A test database (with a scratch directory), removed on drop.
 pub struct Db {
-    dir: TempDir,
-    path: PathBuf,
+    database: TestDb,
 }
 
 impl Db {
-    /// A path to a database that does not exist yet (oms creates it).
+    /// A database oms has not touched yet (it creates the shop on first
+    /// use): a file that does not exist, or an empty PostgreSQL database.
     pub fn empty() -> Db {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("oms.db");
-        Db { dir, path }
+        Db {
+            database: TestDb::from_env(),
+        }
     }
 
     /// A fresh database created with `oms init` (USD).
@@ -67,23 +72,42 @@ impl Db {
         db
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// What `--db` takes for it: the file's path or the database's URL.
+    pub fn location(&self) -> String {
+        self.database.url_or_path()
     }
 
-    /// The temporary directory holding the database (for scratch files).
+    /// Whether this run is on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.database.is_postgres()
+    }
+
+    /// Whether oms has created the shop: the file exists, or the
+    /// PostgreSQL database has tables.
+    pub fn is_created(&self) -> bool {
+        match self.database.sqlite_path() {
+            Some(path) => path.exists(),
+            None => {
+                let tables = "SELECT count(*) FROM pg_tables \
+                              WHERE schemaname NOT IN ('pg_catalog', 'information_schema')";
+                self.sql(tables).trim() != "0"
+            }
+        }
+    }
+
+    /// A scratch directory (on SQLite it also holds the database file).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.database.dir()
     }
 
-    /// Writes a scratch file next to the database and returns its path.
+    /// Writes a scratch file in [`Db::dir`] and returns its path.
     pub fn file(&self, name: &str, contents: &str) -> String {
-        let path = self.dir.path().join(name);
+        let path = self.dir().join(name);
         std::fs::write(&path, contents).expect("write scratch file");
         path.to_str().expect("UTF-8 temp path").to_string()
     }
 
-    /// `oms --db <path> ARGS...`, isolated from the caller's environment
+    /// `oms --db <database> ARGS...`, isolated from the caller's environment
     /// and working directory.
     pub fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
         assert_cmd::Command::from_std(self.std_cmd(args))
@@ -96,9 +120,9 @@ impl Db {
         cmd.env_remove("OMS_DB")
             .env_remove("OMS_LOG")
             .env_remove("OMS_SMTP_URL")
-            .current_dir(self.dir.path())
+            .current_dir(self.dir())
             .arg("--db")
-            .arg(&self.path)
+            .arg(self.location())
             .args(args);
         cmd
     }
@@ -170,10 +194,16 @@ impl Db {
         run.stderr
     }
 
-    /// Runs SQL through the `sqlite3` command line tool (to inspect or
-    /// tamper with the file behind oms's back). Returns its stdout.
-    pub fn sqlite(&self, sql: &str) -> String {
-        sqlite(&self.path, sql)
+    /// Runs SQL behind oms's back (to inspect or tamper with the data)
+    /// through the engine's own shell: `sqlite3` on the file, `psql` on the
+    /// PostgreSQL database. Returns its stdout: one row a line, columns
+    /// separated by `|`, as both print them. The SQL must mean the same on
+    /// both (SQLite-only statements belong in SQLite-only tests).
+    pub fn sql(&self, sql: &str) -> String {
+        match self.database.sqlite_path() {
+            Some(path) => sqlite(path, sql),
+            None => psql(&self.location(), sql),
+        }
     }
 
     // ---- shorthands for setting up data ---------------------------------
@@ -289,6 +319,32 @@ pub fn sqlite(path: &Path, sql: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("sqlite3 output is UTF-8")
+}
+
+/// Runs SQL with `psql` on the database at `url` and returns stdout
+/// (unaligned, tuples only: the layout `sqlite3` prints by default).
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("run psql (Debian: postgresql-client)");
+    assert!(
+        out.status.success(),
+        "psql {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("psql output is UTF-8")
 }
 
 /// Parses `-q` output: one integer id a line.

@@ -5,7 +5,7 @@ use crate::support::{CONFLICT, Db, INVALID, NOT_FOUND, USAGE, n, s};
 const PASSWORD: &str = "correct horse battery staple";
 
 fn stored_hash(db: &Db, email: &str) -> String {
-    db.sqlite(&format!(
+    db.sql(&format!(
         "SELECT password_hash FROM users WHERE email = '{email}'"
     ))
     .trim()

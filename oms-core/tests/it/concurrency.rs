@@ -1,36 +1,34 @@
-//! Many writers on one database file, each with its own connection (as many
+//! Many writers on one database, each with its own connection (as many
 //! CLI processes and the daemon would be): nobody oversells, nobody sees
 //! `Busy`, and the invariants hold afterwards (DESIGN §8).
 
-use std::path::Path;
 use std::sync::Barrier;
 
 use oms_core::{Actor, Error, Status};
 
-use crate::{add_customer, add_product, all_orders, assert_invariants, order_for, stock};
+use crate::{TestDb, add_customer, add_product, all_orders, assert_invariants, order_for, stock};
 
 const EMAIL: &str = "ada@example.com";
 
-fn prepared_file(dir: &Path, units: i64) -> std::path::PathBuf {
-    let path = dir.join("oms.db");
-    let mut store = crate::open_db(&path).unwrap();
+fn prepared(units: i64) -> TestDb {
+    let db = TestDb::from_env();
+    let mut store = db.open().unwrap();
     add_product(&mut store, "LAST", "5.00", units);
     add_product(&mut store, "OTHER", "1.00", 1000);
     add_customer(&mut store, "Ada", EMAIL);
-    path
+    db
 }
 
 #[test]
 fn sixteen_buyers_of_ten_units_never_oversell() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = prepared_file(dir.path(), 10);
+    let db = prepared(10);
     let threads = 16;
     let barrier = Barrier::new(threads);
     let results: Vec<oms_core::Result<Status>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let store = crate::open_db(&path)?;
+                    let store = db.open()?;
                     barrier.wait();
                     let placed = store.write(&Actor::cli(), |tx| {
                         tx.place_order(&order_for(EMAIL, &[("LAST", 1)]))
@@ -59,7 +57,7 @@ fn sixteen_buyers_of_ten_units_never_oversell() {
     }
     assert_eq!(sold, 10, "{results:?}");
 
-    let store = crate::open_db(&path).unwrap();
+    let store = db.open().unwrap();
     assert_eq!(stock(&store, "LAST"), (10, 10));
     assert_eq!(all_orders(&store).len(), 10);
     assert_invariants(&store);
@@ -69,15 +67,14 @@ fn sixteen_buyers_of_ten_units_never_oversell() {
 fn concurrent_mixed_writers_keep_the_invariants() {
     // Each thread places, then pays and fulfils or cancels its own orders,
     // while competing for the same two products.
-    let dir = tempfile::tempdir().unwrap();
-    let path = prepared_file(dir.path(), 30);
+    let db = prepared(30);
     let threads = 8;
     let barrier = Barrier::new(threads);
     std::thread::scope(|scope| {
         for t in 0..threads {
-            let (path, barrier) = (&path, &barrier);
+            let (db, barrier) = (&db, &barrier);
             scope.spawn(move || {
-                let store = crate::open_db(path).unwrap();
+                let store = db.open().unwrap();
                 barrier.wait();
                 for round in 0..6 {
                     let placed = store.write(&Actor::cli(), |tx| {
@@ -102,7 +99,7 @@ fn concurrent_mixed_writers_keep_the_invariants() {
             });
         }
     });
-    let store = crate::open_db(&path).unwrap();
+    let store = db.open().unwrap();
     let orders = all_orders(&store);
     let shipped: i64 = orders
         .iter()
@@ -115,9 +112,8 @@ fn concurrent_mixed_writers_keep_the_invariants() {
 }
 
 #[test]
-fn many_processes_may_create_a_fresh_file_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fresh.db");
+fn many_processes_may_create_a_fresh_database_at_once() {
+    let db = TestDb::from_env();
     let threads = 8;
     let barrier = Barrier::new(threads);
     std::thread::scope(|scope| {
@@ -125,7 +121,7 @@ fn many_processes_may_create_a_fresh_file_at_once() {
             .map(|_| {
                 scope.spawn(|| {
                     barrier.wait();
-                    crate::open_db(&path).map(|s| s.verify().unwrap().is_clean())
+                    db.open().map(|s| s.verify().unwrap().is_clean())
                 })
             })
             .collect();

@@ -22,7 +22,7 @@ use oms_core::{
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
-use crate::item;
+use crate::{TestStore, item};
 
 /// What a spreadsheet evaluates at the start of a cell (OWASP CSV injection).
 const TRIGGERS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
@@ -234,7 +234,7 @@ fn config() -> ProptestConfig {
 
 /// Exports `store`'s customers, products and orders, checks every cell,
 /// imports them into a fresh database and returns it with the cells seen.
-fn export_import(store: &Db) -> (Db, usize, usize) {
+fn export_import(store: &Db) -> (TestStore, usize, usize) {
     let mut customers = Vec::new();
     csvio::export_customers(store, &mut customers).unwrap();
     let mut products = Vec::new();
@@ -260,7 +260,7 @@ fn export_import(store: &Db) -> (Db, usize, usize) {
             .count();
     }
 
-    let fresh = Db::open_in_memory().unwrap();
+    let fresh = TestStore::new();
     fresh
         .write(&Actor::cli(), |tx| {
             csvio::import_customers(tx, customers.as_slice())?;
@@ -296,7 +296,7 @@ proptest! {
         people in people(),
         items in items(),
     ) {
-        let store = Db::open_in_memory().unwrap();
+        let store = TestStore::new();
         let currency = Currency::USD;
         let mut rejected = 0;
         let mut skus = Vec::new();

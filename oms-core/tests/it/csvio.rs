@@ -12,8 +12,8 @@ use oms_core::{
 };
 
 use crate::{
-    add_customer, add_product, all_orders, all_products, assert_invariants, innermost, order_for,
-    snapshot, stock,
+    TestStore, add_customer, add_product, all_orders, all_products, assert_invariants, innermost,
+    order_for, snapshot, stock,
 };
 
 fn import_customers(store: &mut Db, bytes: &[u8]) -> oms_core::Result<ImportSummary> {
@@ -58,7 +58,7 @@ fn assert_no_formula_cells(bytes: &[u8]) {
 
 #[test]
 fn formula_cells_export_with_an_apostrophe_and_re_import_unchanged() {
-    let mut src = Db::open_in_memory().unwrap();
+    let mut src = TestStore::new();
     let people = [
         ("=HYPERLINK(\"x\")", "evil@example.com", Some("+1 555 0100")),
         ("'quoted", "quote@example.com", None),
@@ -78,7 +78,7 @@ fn formula_cells_export_with_an_apostrophe_and_re_import_unchanged() {
     .unwrap();
 
     let mut bytes = Vec::new();
-    assert_eq!(csvio::export_customers(&src, &mut bytes).unwrap(), 4);
+    assert_eq!(csvio::export_customers(&*src, &mut bytes).unwrap(), 4);
     let raw = String::from_utf8(bytes.clone()).unwrap();
     // The raw bytes: an apostrophe first, then the CSV quoting of the quotes.
     assert!(
@@ -92,7 +92,7 @@ fn formula_cells_export_with_an_apostrophe_and_re_import_unchanged() {
     assert!(raw.starts_with("id,name,email,phone,created_at,updated_at\r\n"));
     assert_no_formula_cells(&bytes);
 
-    let mut dst = Db::open_in_memory().unwrap();
+    let mut dst = TestStore::new();
     let summary = import_customers(&mut dst, &bytes).unwrap();
     assert_eq!((summary.rows, summary.created), (4, 4));
     let got: Vec<(String, String, Option<String>)> = dst
@@ -116,7 +116,7 @@ fn formula_cells_export_with_an_apostrophe_and_re_import_unchanged() {
 
 #[test]
 fn a_bad_product_row_fails_the_whole_file_with_its_line() {
-    let mut store = Db::open_in_memory().unwrap();
+    let mut store = TestStore::new();
     add_product(&mut store, "A", "1.00", 5);
     let before = snapshot(&store);
     let file = "sku,name,price,stock_on_hand\r\n\
@@ -144,7 +144,7 @@ fn a_bad_product_row_fails_the_whole_file_with_its_line() {
 /// was reported as "line 2".
 #[test]
 fn error_line_numbers_count_crlf_blank_lines_and_quoted_newlines() {
-    let mut store = Db::open_in_memory().unwrap();
+    let mut store = TestStore::new();
     let before = snapshot(&store);
     for (file, line, needle) in [
         ("sku,name,price\nA,a,1.00\nB,b,abc\n", 3, "abc"),
@@ -182,7 +182,7 @@ fn error_line_numbers_count_crlf_blank_lines_and_quoted_newlines() {
 
 #[test]
 fn product_import_upserts_by_sku_and_refuses_stock_below_reservations() {
-    let mut store = Db::open_in_memory().unwrap();
+    let mut store = TestStore::new();
     add_product(&mut store, "A", "1.00", 5);
     add_customer(&mut store, "Ada", "ada@example.com");
     store
@@ -226,14 +226,14 @@ fn product_import_upserts_by_sku_and_refuses_stock_below_reservations() {
 
 #[test]
 fn product_export_re_imports_into_a_fresh_database() {
-    let mut src = Db::open_in_memory().unwrap();
+    let mut src = TestStore::new();
     add_product(&mut src, "A", "1.25", 5);
     add_product(&mut src, "-DASH", "0.99", 0);
     add_product(&mut src, "=EQ", "100.00", 7);
     let mut bytes = Vec::new();
-    assert_eq!(csvio::export_products(&src, &mut bytes).unwrap(), 3);
+    assert_eq!(csvio::export_products(&*src, &mut bytes).unwrap(), 3);
     assert_no_formula_cells(&bytes);
-    let mut dst = Db::open_in_memory().unwrap();
+    let mut dst = TestStore::new();
     let summary = import_products(&mut dst, &bytes).unwrap();
     assert_eq!(summary.created, 3);
     let shape = |s: &Db| -> Vec<(String, String, String, i64, bool)> {
@@ -261,8 +261,8 @@ const ORDERS_FILE: &str = "order_ref,customer_email,sku,quantity,status\r\n\
                            r3,bob@example.com,B,1,Cancelled\r\n\
                            r4,bob@example.com,A,2,FULFILLED\r\n";
 
-fn order_shop() -> Db {
-    let mut store = Db::open_in_memory().unwrap();
+fn order_shop() -> TestStore {
+    let mut store = TestStore::new();
     add_product(&mut store, "A", "10.00", 10);
     add_product(&mut store, "B", "2.50", 10);
     add_customer(&mut store, "Ada", "ada@example.com");
@@ -409,8 +409,8 @@ fn portable(store: &Db, order: &Order, key_if_none: bool) -> Portable {
 }
 
 /// A database with orders in every status, awkward names and SKUs.
-fn order_history() -> Db {
-    let mut store = Db::open_in_memory().unwrap();
+fn order_history() -> TestStore {
+    let mut store = TestStore::new();
     for (sku, price) in [("A", "10.00"), ("B", "2.50"), ("+PLUS", "0.10")] {
         add_product(&mut store, sku, price, 20);
     }
@@ -472,8 +472,8 @@ fn order_history() -> Db {
 
 /// A fresh database with the same products (and fresh stock), no
 /// customers and no orders.
-fn fresh_with_products() -> Db {
-    let mut store = Db::open_in_memory().unwrap();
+fn fresh_with_products() -> TestStore {
+    let mut store = TestStore::new();
     for (sku, price) in [("A", "10.00"), ("B", "2.50"), ("+PLUS", "0.10")] {
         add_product(&mut store, sku, price, 20);
     }
@@ -558,7 +558,7 @@ fn export_filters_apply() {
         ..OrderFilter::default()
     };
     assert_eq!(
-        csvio::export_orders(&src, &filter, false, &mut out).unwrap(),
+        csvio::export_orders(&*src, &filter, false, &mut out).unwrap(),
         1
     );
     let rows = cells(&out);
@@ -572,7 +572,7 @@ fn export_filters_apply() {
 /// after it started.
 #[test]
 fn order_export_in_batches_gives_every_order_once_in_order() {
-    let mut store = Db::open_in_memory().unwrap();
+    let mut store = TestStore::new();
     add_product(&mut store, "A", "1.00", 100_000);
     add_product(&mut store, "B", "2.00", 100_000);
     add_customer(&mut store, "C", "c@example.com");
@@ -631,9 +631,8 @@ fn order_export_in_batches_gives_every_order_once_in_order() {
     }
     // Orders placed while the export runs (between its batches, by another
     // connection) are not in it, and the export does not block them.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("export.db");
-    let mut file_store = crate::open_db(&path).unwrap();
+    let db = crate::TestDb::from_env();
+    let mut file_store = db.open().unwrap();
     add_product(&mut file_store, "A", "1.00", 100_000);
     add_customer(&mut file_store, "C", "c@example.com");
     file_store
@@ -644,7 +643,7 @@ fn order_export_in_batches_gives_every_order_once_in_order() {
             Ok(())
         })
         .unwrap();
-    let writer = crate::open_db(&path).unwrap();
+    let writer = db.open().unwrap();
     let mut exported = Vec::new();
     let mut placed_during = Vec::new();
     file_store

@@ -1,16 +1,17 @@
 //! Idempotency keys: a replay returns the original order and writes
 //! nothing; the same key with other contents is a conflict (DESIGN §4).
 
-use oms_core::{Actor, Db, Error, ErrorKind, NewOrder, UserId};
+use oms_core::{Actor, Error, ErrorKind, NewOrder, UserId};
 
 use crate::{
-    add_customer, add_product, all_orders, assert_invariants, last_seq, order_for, snapshot, stock,
+    TestStore, add_customer, add_product, all_orders, assert_invariants, last_seq, order_for,
+    snapshot, stock,
 };
 
 const EMAIL: &str = "ada@example.com";
 
-fn shop() -> Db {
-    let mut store = Db::open_in_memory().unwrap();
+fn shop() -> TestStore {
+    let mut store = TestStore::new();
     add_product(&mut store, "A", "10.00", 5);
     add_product(&mut store, "B", "2.50", 5);
     add_customer(&mut store, "Ada", EMAIL);

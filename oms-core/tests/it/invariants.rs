@@ -14,15 +14,15 @@ use std::collections::BTreeMap;
 use oms_core::csvio;
 use oms_core::prelude::*;
 use oms_core::{
-    Actor, CustomerId, CustomerRef, Db, Error, NewOrder, OrderFilter, OrderId, ProductRef, Restock,
+    Actor, CustomerId, CustomerRef, Error, NewOrder, OrderFilter, OrderId, ProductRef, Restock,
     Status, Timestamp,
 };
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
 use crate::{
-    add_customer, add_product, all_orders, all_products, assert_invariants, innermost, item,
-    last_seq, snapshot,
+    TestStore, add_customer, add_product, all_orders, all_products, assert_invariants, innermost,
+    item, last_seq, snapshot,
 };
 
 /// A to D exist from the start; E only once a product import creates it.
@@ -393,7 +393,7 @@ fn logged(kind: &str, id: i64, moved: Option<(Status, Status)>) -> LoggedChange 
 }
 
 struct Harness {
-    store: Db,
+    store: TestStore,
     model: Model,
     customers: [CustomerId; 2],
     /// Order changes the current step must append, in order.
@@ -402,7 +402,7 @@ struct Harness {
 
 impl Harness {
     fn new(initial: [i64; 4]) -> Harness {
-        let mut store = Db::open_in_memory().unwrap();
+        let mut store = TestStore::new();
         let mut model = Model::default();
         for (i, stock) in initial.into_iter().enumerate() {
             add_product(&mut store, SKUS[i], PRICES[0].0, stock);

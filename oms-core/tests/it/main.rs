@@ -1,6 +1,12 @@
 //! The integration and property tests of `oms-core`, as one test binary
 //! (one link step, shared helpers): the contract of DESIGN §3–§5 exercised
 //! through the public API only.
+//!
+//! Every test gets its database from `oms_testdb` ([`TestStore`] for a
+//! fresh shop, [`TestDb`] for one several connections open), so the whole
+//! binary runs on SQLite or, with `OMS_TEST_BACKEND=postgres`, on
+//! PostgreSQL. Tests about SQLite itself return early on PostgreSQL
+//! through [`oms_testdb::sqlite_only`].
 
 // clippy.toml allows unwrap in `#[test]` functions; the helpers they share
 // are test code too, and a panic there is a failed test, which is the point.
@@ -26,10 +32,7 @@ use oms_core::{
     NewProduct, Order, OrderFilter, Product, ProductQuery, ProductRef, Quantity, Seq, Sku, Status,
 };
 
-/// Opens (creating and migrating) the shop in the file at `path`.
-pub fn open_db(path: &std::path::Path) -> oms_core::Result<Db> {
-    Db::open(&oms_core::Location::File(path.to_path_buf()))
-}
+pub use oms_testdb::{TestDb, TestStore};
 
 /// A SKU that the test knows is valid.
 pub fn sku(text: &str) -> Sku {

@@ -2,14 +2,16 @@
 //! lists every failing line (DESIGN §4).
 
 use oms_core::prelude::*;
-use oms_core::{Actor, Db, Error, ErrorKind, ProductPatch, ProductRef, Status};
+use oms_core::{Actor, Error, ErrorKind, ProductPatch, ProductRef, Status};
 
-use crate::{add_customer, add_product, all_orders, assert_invariants, order_for, snapshot, stock};
+use crate::{
+    TestStore, add_customer, add_product, all_orders, assert_invariants, order_for, snapshot, stock,
+};
 
 const EMAIL: &str = "ada@example.com";
 
-fn shop() -> Db {
-    let mut store = Db::open_in_memory().unwrap();
+fn shop() -> TestStore {
+    let mut store = TestStore::new();
     add_product(&mut store, "A", "10.00", 5);
     add_product(&mut store, "B", "2.50", 2);
     add_product(&mut store, "C", "1.00", 10);

@@ -5,10 +5,10 @@
 use oms_core::prelude::*;
 use oms_core::{Actor, CustomerQuery, Db, NewProduct, OrderFilter, ProductQuery};
 
-use crate::{add_customer, order_for, sku};
+use crate::{TestStore, add_customer, order_for, sku};
 
-fn shop() -> Db {
-    let mut store = Db::open_in_memory().unwrap();
+fn shop() -> TestStore {
+    let mut store = TestStore::new();
     store
         .write(&Actor::cli(), |tx| {
             for (code, name) in [

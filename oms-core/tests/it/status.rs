@@ -5,13 +5,14 @@ use oms_core::prelude::*;
 use oms_core::{Actor, Db, Error, ErrorKind, Order, OrderId, Status, Timestamp};
 
 use crate::{
-    add_customer, add_product, assert_invariants, item, last_seq, order_for, snapshot, stock,
+    TestStore, add_customer, add_product, assert_invariants, item, last_seq, order_for, snapshot,
+    stock,
 };
 
 const EMAIL: &str = "ada@example.com";
 
-fn shop() -> Db {
-    let mut store = Db::open_in_memory().unwrap();
+fn shop() -> TestStore {
+    let mut store = TestStore::new();
     add_product(&mut store, "A", "10.00", 5);
     add_product(&mut store, "B", "2.50", 5);
     add_customer(&mut store, "Ada", EMAIL);

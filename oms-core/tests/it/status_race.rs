@@ -1,5 +1,5 @@
 //! Pay racing cancel on one order, many times over: two connections to one
-//! database file (as the daemon and a cron job would be), released together
+//! database (as the daemon and a cron job would be), released together
 //! by a barrier. Whatever the interleaving, every round must end in one
 //! legal serial history of DESIGN §4:
 //!
@@ -18,7 +18,7 @@ use std::sync::{Arc, Barrier};
 use oms_core::prelude::*;
 use oms_core::{Actor, Db, Error, Order, OrderId, Seq, Status};
 
-use crate::{add_customer, add_product, order_for, stock};
+use crate::{TestDb, add_customer, add_product, order_for, stock};
 
 const EMAIL: &str = "ada@example.com";
 const ROUNDS: usize = 1_000;
@@ -34,14 +34,14 @@ enum History {
 /// A worker thread with its own connection that applies one status to each
 /// order id it is sent, starting together with the other worker.
 fn worker(
-    path: std::path::PathBuf,
+    db: Arc<TestDb>,
     to: Status,
     barrier: Arc<Barrier>,
     orders: mpsc::Receiver<OrderId>,
     results: mpsc::Sender<oms_core::Result<Order>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let store = crate::open_db(&path).unwrap();
+        let store = db.open().unwrap();
         for id in orders {
             barrier.wait();
             let result = store.write(&Actor::cli(), |tx| tx.set_status(id, to, None));
@@ -69,9 +69,8 @@ fn moves(store: &Db, after: Seq, id: OrderId) -> Vec<(Status, Status)> {
 
 #[test]
 fn pay_racing_cancel_always_ends_in_one_legal_history() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("oms.db");
-    let mut store = crate::open_db(&path).unwrap();
+    let db = Arc::new(TestDb::from_env());
+    let mut store = db.open().unwrap();
     add_product(&mut store, "RACE", "3.00", STOCK);
     add_customer(&mut store, "Ada", EMAIL);
 
@@ -81,14 +80,14 @@ fn pay_racing_cancel_always_ends_in_one_legal_history() {
     let (pay_results_tx, pay_results) = mpsc::channel();
     let (cancel_results_tx, cancel_results) = mpsc::channel();
     let payer = worker(
-        path.clone(),
+        Arc::clone(&db),
         Status::Paid,
         Arc::clone(&barrier),
         pay_orders,
         pay_results_tx,
     );
     let canceller = worker(
-        path.clone(),
+        Arc::clone(&db),
         Status::Cancelled,
         Arc::clone(&barrier),
         cancel_orders,

@@ -236,11 +236,9 @@ fn every_reference_resolves() {
 
 /// Starts the daemon on a fresh database, answers `GET path`, stops it.
 fn get_from_daemon(path: &str) -> (u16, String, String) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let app = oms_daemon::App::open(oms_daemon::Config::new(oms_core::Location::File(
-        dir.path().join("oms.db"),
-    )))
-    .expect("the daemon opens a fresh database");
+    let database = oms_testdb::TestDb::from_env();
+    let app = oms_daemon::App::open(oms_daemon::Config::new(database.location()))
+        .expect("the daemon opens a fresh database");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

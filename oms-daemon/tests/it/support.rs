@@ -2,11 +2,15 @@
 //! temporary database, a blocking HTTP client, and small helpers to poll
 //! with a deadline and to forge tokens.
 //!
+//! The database comes from `oms_testdb::TestDb::from_env()`: a SQLite file,
+//! or with `OMS_TEST_BACKEND=postgres` a PostgreSQL database of its own, so
+//! every test here runs on either backend unchanged.
+//!
 //! Every test gets its own [`Server`]; dropping it sends the shutdown
 //! signal, waits for `serve` to return and for the writer to commit, so no
 //! test leaks threads or ports into another.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,8 +20,8 @@ use oms_core::{
     Actor, Currency, Db, Location, NewCustomer, NewProduct, NewUser, Role, Sku, User, parse_email,
 };
 use oms_daemon::{App, Config};
+use oms_testdb::TestDb;
 use serde_json::Value;
-use tempfile::TempDir;
 use ureq::http;
 
 /// The password of every seeded user.
@@ -66,7 +70,6 @@ impl Who {
 pub struct Server {
     pub base: String,
     pub app: Arc<App>,
-    pub db_path: PathBuf,
     pub agent: ureq::Agent,
     pub admin: Who,
     pub alice: Who,
@@ -74,8 +77,8 @@ pub struct Server {
     pub spare_customer_id: i64,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
-    // Last: the directory goes after the daemon has stopped.
-    _dir: TempDir,
+    // Last: the database goes after the daemon has stopped.
+    pub database: TestDb,
 }
 
 impl Server {
@@ -87,11 +90,10 @@ impl Server {
 
     /// Like [`Server::start`] with a chance to change the configuration.
     pub fn start_with(tune: impl FnOnce(&mut Config)) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db_path = dir.path().join("oms.db");
-        let (admin, alice, bob, spare_customer_id) = seed(&db_path);
+        let database = TestDb::from_env();
+        let (admin, alice, bob, spare_customer_id) = seed(&database.location());
 
-        let mut config = Config::new(Location::File(db_path.clone()));
+        let mut config = Config::new(database.location());
         config.jwt_secret = Some(SECRET.to_string());
         config.external_poll = Duration::from_millis(20);
         config.shutdown_grace = Duration::from_secs(3);
@@ -134,7 +136,7 @@ impl Server {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        let grants = open_db(&db_path);
+        let grants = open_db(&database.location());
         let mint = |user: User| {
             let grant = grants
                 .token_grant(user.id)
@@ -157,18 +159,25 @@ impl Server {
             bob: mint(bob),
             spare_customer_id,
             app,
-            db_path,
             agent,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
-            _dir: dir,
+            database,
         }
     }
 
-    /// A second connection to the database file, as another process
-    /// (`oms` on the command line) would have.
+    /// A second connection to the database, as another process (`oms` on
+    /// the command line) would have.
     pub fn store(&self) -> Db {
-        open_db(&self.db_path)
+        open_db(&self.database.location())
+    }
+
+    /// The database file, for a test about SQLite itself (which checks
+    /// `oms_testdb::sqlite_only` first).
+    pub fn db_path(&self) -> &Path {
+        self.database
+            .sqlite_path()
+            .expect("a SQLite-only test: check oms_testdb::sqlite_only first")
     }
 
     /// Adds a product behind the daemon's back; returns its id.
@@ -253,10 +262,10 @@ impl Drop for Server {
     }
 }
 
-/// Opens (creating if needed) the database file at `path`, as another
+/// Opens (creating if needed) the database at `location`, as another
 /// process (`oms` on the command line) would.
-pub fn open_db(path: &Path) -> Db {
-    Db::open(&Location::File(path.to_path_buf())).expect("open the database")
+pub fn open_db(location: &Location) -> Db {
+    Db::open(location).unwrap_or_else(|e| panic!("open the database {location}: {e}"))
 }
 
 /// The body of `POST /api/orders`.
@@ -272,8 +281,8 @@ pub fn order_body(customer: Option<i64>, items: &[(&str, i64)]) -> Value {
     body
 }
 
-fn seed(path: &Path) -> (User, User, User, i64) {
-    let store = open_db(path);
+fn seed(location: &Location) -> (User, User, User, i64) {
+    let store = open_db(location);
     for (sku, price, stock) in PRODUCTS {
         add_product(&store, sku, price, *stock);
     }

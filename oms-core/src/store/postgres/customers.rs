@@ -237,7 +237,7 @@ impl CustomerWrites for Tx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::paging::scratch::Scratch;
+    use super::super::testdb::TestDb;
     use crate::prelude::*;
     use crate::store::Upserted;
     use crate::{Actor, CustomerId, CustomerRef, Error, NewCustomer};
@@ -255,7 +255,7 @@ mod tests {
     /// and finds the first one.
     #[test]
     fn emails_match_in_any_case() {
-        let Some(scratch) = Scratch::create("emails_match_in_any_case") else {
+        let Some(scratch) = TestDb::create("emails_match_in_any_case") else {
             return;
         };
         let db = scratch.open();
@@ -291,7 +291,7 @@ mod tests {
     /// Ids are looked up at once: sorted, without duplicates or unknown ids.
     #[test]
     fn customers_by_ids_sorts_and_skips() {
-        let Some(scratch) = Scratch::create("customers_by_ids_sorts_and_skips") else {
+        let Some(scratch) = TestDb::create("customers_by_ids_sorts_and_skips") else {
             return;
         };
         let db = scratch.open();

@@ -87,80 +87,9 @@ pub(super) fn collect<T>(
     Ok(out)
 }
 
-/// A database of its own for a unit test of this backend, on the server
-/// `OMS_TEST_PG` names; dropped (with `FORCE`) when the value is.
-#[cfg(test)]
-pub(super) mod scratch {
-    use crate::Db;
-
-    pub(in crate::store::postgres) struct Scratch {
-        admin: String,
-        name: String,
-        url: String,
-    }
-
-    impl Scratch {
-        /// `None` (saying why on stderr) when `OMS_TEST_PG` is unset.
-        pub(in crate::store::postgres) fn create(test: &str) -> Option<Scratch> {
-            let Ok(admin) = std::env::var("OMS_TEST_PG") else {
-                eprintln!("{test}: skipped, OMS_TEST_PG is unset (see scripts/pg)");
-                return None;
-            };
-            let name = format!("oms_unit_{:016x}", random());
-            let url = with_database(&admin, &name);
-            run(&admin, &format!("CREATE DATABASE {name}"));
-            Some(Scratch { admin, name, url })
-        }
-
-        /// A command's handle on the scratch database (migrated).
-        pub(in crate::store::postgres) fn open(&self) -> Db {
-            Db::open_str(&self.url).expect("open the scratch database")
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            run(
-                &self.admin,
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            );
-        }
-    }
-
-    /// 64 bits that differ between processes and calls.
-    fn random() -> u64 {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u32(std::process::id());
-        h.finish()
-    }
-
-    /// `url` with its database replaced by `name`.
-    fn with_database(url: &str, name: &str) -> String {
-        let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-        let (server, _) = base.rsplit_once('/').expect("a postgres:// URL");
-        if query.is_empty() {
-            format!("{server}/{name}")
-        } else {
-            format!("{server}/{name}?{query}")
-        }
-    }
-
-    fn run(url: &str, sql: &str) {
-        let mut client =
-            postgres::Client::connect(url, postgres::NoTls).expect("connect to OMS_TEST_PG");
-        client.batch_execute(sql).expect(sql);
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::scratch::Scratch;
+    use super::super::testdb::TestDb;
     use crate::prelude::*;
     use crate::store::ProductQuery;
     use crate::{Actor, NewProduct, ProductId, ProductRef, Sku};
@@ -170,7 +99,7 @@ mod tests {
     /// session free while the caller's closure runs (which may read again).
     #[test]
     fn listings_cross_batches() {
-        let Some(scratch) = Scratch::create("listings_cross_batches") else {
+        let Some(scratch) = TestDb::create("listings_cross_batches") else {
             return;
         };
         let db = scratch.open();

@@ -353,7 +353,7 @@ impl ProductWrites for Tx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::paging::scratch::Scratch;
+    use super::super::testdb::TestDb;
     use crate::prelude::*;
     use crate::store::Upserted;
     use crate::{Actor, NewProduct, ProductRef, Restock, Sku};
@@ -362,7 +362,7 @@ mod tests {
     /// reading it back gives (booleans and bigints round-trip).
     #[test]
     fn added_product_equals_the_stored_one() {
-        let Some(scratch) = Scratch::create("added_product_equals_the_stored_one") else {
+        let Some(scratch) = TestDb::create("added_product_equals_the_stored_one") else {
             return;
         };
         let db = scratch.open();
@@ -385,7 +385,7 @@ mod tests {
     /// may outlive the read (that would panic), and both changes land.
     #[test]
     fn an_upsert_updates_fields_and_stock_in_one_transaction() {
-        let Some(scratch) = Scratch::create("an_upsert_updates_fields_and_stock") else {
+        let Some(scratch) = TestDb::create("an_upsert_updates_fields_and_stock") else {
             return;
         };
         let db = scratch.open();

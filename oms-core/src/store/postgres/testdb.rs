@@ -1,5 +1,5 @@
 //! Test support: a fresh database per test on the server `OMS_TEST_PG`
-//! names (`postgres://.../postgres`, see /work/briefs/pgport.md), dropped
+//! names (`postgres://.../postgres`, see scripts/pg), dropped
 //! at the end. Tests return early, saying why, when it is unset.
 
 use std::cell::Cell;

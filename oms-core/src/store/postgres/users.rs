@@ -283,7 +283,7 @@ impl UserWrites for Tx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::paging::scratch::Scratch;
+    use super::super::testdb::TestDb;
     use crate::prelude::*;
     use crate::{Actor, Db, Error, NewUser, Role, UserPatch};
 
@@ -309,7 +309,7 @@ mod tests {
     /// the customer record.
     #[test]
     fn generations_and_role_changes() {
-        let Some(scratch) = Scratch::create("generations_and_role_changes") else {
+        let Some(scratch) = TestDb::create("generations_and_role_changes") else {
             return;
         };
         let db = scratch.open();
@@ -362,7 +362,7 @@ mod tests {
     /// A second spelling of an e-mail in another case is a duplicate user.
     #[test]
     fn user_emails_match_in_any_case() {
-        let Some(scratch) = Scratch::create("user_emails_match_in_any_case") else {
+        let Some(scratch) = TestDb::create("user_emails_match_in_any_case") else {
             return;
         };
         let db = scratch.open();
