@@ -984,7 +984,7 @@ fn a_token_that_cannot_be_checked_is_not_called_invalid() {
     let url = server.url("/api/products");
     assert_eq!(get(&agent, &url, Some(&token)).expect("get").status, 200);
 
-    db.sqlite("ALTER TABLE users RENAME TO users_away");
+    db.sql("ALTER TABLE users RENAME TO users_away");
     let refused = get(&agent, &url, Some(&token)).expect("get");
     assert!(
         refused.status >= 500,
@@ -994,6 +994,6 @@ fn a_token_that_cannot_be_checked_is_not_called_invalid() {
     );
     assert_eq!(refused.body["status"], refused.status, "{}", refused.text);
 
-    db.sqlite("ALTER TABLE users_away RENAME TO users");
+    db.sql("ALTER TABLE users_away RENAME TO users");
     assert_eq!(get(&agent, &url, Some(&token)).expect("get").status, 200);
 }
