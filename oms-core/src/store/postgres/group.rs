@@ -1,6 +1,7 @@
 //! Group commit, as the SQLite backend's: one turn (transaction) for every
 //! queued job, a SAVEPOINT per job so a failed job rolls back alone, one
-//! COMMIT for all. A job whose statements hit a deadlock or serialization
+//! COMMIT for all. A job's savepoint is released with the next job's
+//! SAVEPOINT statement, the last one by COMMIT. A job whose statements hit a deadlock or serialization
 //! failure is rolled back to its savepoint and run again (at most
 //! `RETRIES` times). The change numbers a rolled-back job took are given
 //! back, so the log stays gap-free.
@@ -27,12 +28,20 @@ pub(super) fn run(conn: &Conn, jobs: &mut [&mut dyn GroupJob]) -> Result<()> {
 
 fn run_jobs(conn: &Conn, turn: &Turn<'_>, jobs: &mut [&mut dyn GroupJob]) -> Result<()> {
     let now = Timestamp::now();
+    // The savepoint of a job that succeeded is released together with the
+    // next job's SAVEPOINT (one round trip instead of two), or by COMMIT.
+    let mut released_later = false;
     for job in jobs.iter_mut() {
         let actor = job.actor().clone();
         let mut attempt = 1;
         loop {
             let mark = turn.mark();
-            conn.session.borrow_mut().batch("SAVEPOINT job")?;
+            conn.session.borrow_mut().batch(if released_later {
+                "RELEASE SAVEPOINT job; SAVEPOINT job"
+            } else {
+                "SAVEPOINT job"
+            })?;
+            released_later = false;
             conn.session.borrow_mut().take_conflict();
             let tx = Tx {
                 turn,
@@ -44,7 +53,7 @@ fn run_jobs(conn: &Conn, turn: &Turn<'_>, jobs: &mut [&mut dyn GroupJob]) -> Res
                 failed: Cell::new(false),
             };
             if job.run(&tx) {
-                conn.session.borrow_mut().batch("RELEASE SAVEPOINT job")?;
+                released_later = true;
                 break;
             }
             conn.session

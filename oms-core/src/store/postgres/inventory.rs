@@ -21,16 +21,26 @@ impl Tx<'_> {
         if crate::controls::STOCK_GUARD {
             return self.broken_reserve(product, qty, order, reason);
         }
-        let changed = self.session().execute(
-            "UPDATE products SET stock_reserved = stock_reserved + $1, updated_at = $3
-             WHERE id = $2 AND active AND stock_on_hand - stock_reserved >= $1",
-            &[&qty, &product.get(), &self.now.millis()],
+        // The guarded update and its ledger row in one statement (one round
+        // trip): the row is written only when the guard let the update
+        // through, so the count of ledger rows is the update's.
+        let reserved = self.session().execute(
+            "WITH reserved AS (
+                 UPDATE products SET stock_reserved = stock_reserved + $1, updated_at = $3
+                 WHERE id = $2 AND active AND stock_on_hand - stock_reserved >= $1
+                 RETURNING id)
+             INSERT INTO stock_movements
+                 (product_id, delta_on_hand, delta_reserved, reason, order_id, at)
+             SELECT id, 0, $1, $4, $5, $3 FROM reserved",
+            &[
+                &qty,
+                &product.get(),
+                &self.now.millis(),
+                &reason.as_str(),
+                &order.get(),
+            ],
         )?;
-        if changed != 1 {
-            return Ok(false);
-        }
-        self.ledger(product, 0, qty, reason, Some(order))?;
-        Ok(true)
+        Ok(reserved == 1)
     }
 
     /// NEGATIVE CONTROL, used only in a `--features broken-stock-guard`

@@ -191,26 +191,38 @@ impl Tx<'_> {
         lines: &[Line],
         kept_prices: &HashMap<ProductId, i64>,
     ) -> Result<()> {
-        let mut s = self.session();
-        for (i, line) in lines.iter().enumerate() {
-            let price = kept_prices
-                .get(&line.product.id)
-                .copied()
-                .unwrap_or(line.product.price.minor());
-            s.execute(
-                "INSERT INTO order_items (order_id, line, product_id, sku, name, unit_price, quantity)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &order.get(),
-                    &(i as i64 + 1),
-                    &line.product.id.get(),
-                    &line.product.sku.as_str(),
-                    &line.product.name,
-                    &price,
-                    &line.quantity,
-                ],
-            )?;
+        // All lines in one statement (one round trip), as arrays.
+        let mut product_ids = Vec::with_capacity(lines.len());
+        let mut skus = Vec::with_capacity(lines.len());
+        let mut names = Vec::with_capacity(lines.len());
+        let mut prices = Vec::with_capacity(lines.len());
+        let mut quantities = Vec::with_capacity(lines.len());
+        for line in lines {
+            product_ids.push(line.product.id.get());
+            skus.push(line.product.sku.as_str());
+            names.push(line.product.name.as_str());
+            prices.push(
+                kept_prices
+                    .get(&line.product.id)
+                    .copied()
+                    .unwrap_or(line.product.price.minor()),
+            );
+            quantities.push(line.quantity);
         }
+        self.session().execute(
+            "INSERT INTO order_items (order_id, line, product_id, sku, name, unit_price, quantity)
+             SELECT $1, l.line, l.product_id, l.sku, l.name, l.unit_price, l.quantity
+             FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+                  WITH ORDINALITY AS l(product_id, sku, name, unit_price, quantity, line)",
+            &[
+                &order.get(),
+                &product_ids,
+                &skus,
+                &names,
+                &prices,
+                &quantities,
+            ],
+        )?;
         Ok(())
     }
 
