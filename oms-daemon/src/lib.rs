@@ -427,12 +427,10 @@ fn is_safe(method: &hyper::Method) -> bool {
 /// the user's current grant (the user exists, with the same role, customer
 /// and token generation), read on every request so that removing a user or
 /// changing its password or role ends its tokens at once, whichever
-/// process made the change. A database error counts as no caller: the
-/// request is refused rather than let through unchecked.
-/// The principal a token stands for: `Ok(None)` when the token is not
-/// valid or its user no longer holds that grant; an error (503 and the
-/// like) when the user cannot be read, so a client whose database is
-/// briefly unreachable is told to retry, not that its token is bad.
+/// process made the change. `Ok(None)` when the token does not verify or
+/// no longer matches; the database's problem (503 and the like) when the
+/// user cannot be read: the request is refused rather than let through
+/// unchecked, and the client is told to retry, not that its token is bad.
 async fn authenticate(app: &App, token: &str) -> Result<Option<auth::Principal>, Problem> {
     let Some(presented) = app.keys.verify(token) else {
         return Ok(None);
